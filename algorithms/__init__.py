@@ -1,0 +1,5 @@
+"""Algorithms as registered pure torch functions. Importing this package registers the built-ins."""
+
+from rlreason.algorithms.base import (ALGORITHMS, AdvantageInputs, AlgorithmConfig, AlgorithmSpec,  # noqa: F401
+                                      LossInputs, get_algorithm, register_algorithm)
+from rlreason.algorithms import grpo  # noqa: F401,E402

@@ -1,0 +1,64 @@
+"""Shared pieces of the policy-gradient family: advantage normalisation, KL estimators, loss aggregation."""
+
+from __future__ import annotations
+
+import torch
+
+
+def group_normalized_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, scale: bool,
+                               eps: float = 1e-6) -> torch.Tensor:
+    """``(r - mean_group(r)) / (std_group(r) + eps)`` per completion; without ``scale`` only the mean is removed.
+
+    rewards, group_ids: [B] -> [B]. Std is the unbiased sample std of the group (GRPO, arXiv 2402.03300, eq. 3).
+    """
+    out = torch.zeros_like(rewards, dtype=torch.float32)
+    for gid in torch.unique(group_ids):
+        idx = group_ids == gid
+        r = rewards[idx].float()
+        centred = r - r.mean()
+        if scale:
+            std = r.std(unbiased=True) if r.numel() > 1 else torch.tensor(0.0)
+            centred = centred / (std + eps)
+        out[idx] = centred
+    return out
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from sampled tokens (Schulman, "Approximating KL divergence").
+
+    k1 = log r, k2 = (log r)^2 / 2, k3 = exp(-log r) - 1 + log r, with log r = logp - logp_ref. [B, T] -> [B, T]
+    """
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio.pow(2)
+    return torch.exp(-log_ratio) - 1 + log_ratio
+
+
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_tokens: float,
+              num_sequences: float, max_tokens: int) -> torch.Tensor:
+    """Reduce a [B, T] per-token loss to a scalar; denominators are for the whole optimizer step.
+
+    - token_mean: sum over all tokens / all tokens (DAPO, 2503.14476): long answers weigh more.
+    - seq_mean_token_mean: mean over each sequence's tokens, then over sequences (GRPO).
+    - seq_mean_token_sum: sum over each sequence's tokens, then mean over sequences.
+    - seq_mean_token_sum_norm: sum over tokens / max_tokens, then mean over sequences (Dr.GRPO, 2503.20783).
+    """
+    masked = per_token * mask
+    if mode == "token_mean":
+        return masked.sum() / max(num_tokens, 1.0)
+    seq_sum = masked.sum(dim=1)
+    if mode == "seq_mean_token_mean":
+        seq = seq_sum / mask.sum(dim=1).clamp(min=1.0)
+    elif mode == "seq_mean_token_sum":
+        seq = seq_sum
+    elif mode == "seq_mean_token_sum_norm":
+        seq = seq_sum / max_tokens
+    else:
+        raise ValueError(f"unknown loss aggregation {mode!r}")
+    return seq.sum() / max(num_sequences, 1.0)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((values * mask).sum() / mask.sum().clamp(min=1.0))

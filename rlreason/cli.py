@@ -1,0 +1,89 @@
+"""Command line: ``rlreason train [RECIPE] [dotted.key=value ...]``, ``rlreason pretrain-tiny``, listings.
+
+A bad recipe exits with code 2 and one line naming the field and what is allowed, before any process starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Post-train language models to reason with reinforcement learning.")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def split_recipe_args(args: list[str]) -> tuple[Optional[str], list[str]]:
+    """The first argument is the recipe unless it looks like an override (``key=value``)."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, list(args)
+
+
+@app.command()
+def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml] [dotted.key=value ...]"),
+          ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
+    """Train with a recipe (the default one when none is given)."""
+    from rlreason.config import RecipeError, load_config
+
+    recipe, overrides = split_recipe_args(args or [])
+    if ray_address:
+        overrides.append(f"ray.address={ray_address}")
+    try:
+        cfg = load_config(recipe, overrides)
+    except RecipeError as e:
+        _fail(str(e))
+    from rich.console import Console
+
+    from rlreason.train import train as run_training
+
+    console = Console()
+    console.print(f"[bold]rlreason[/] run [cyan]{cfg.name}[/]: {cfg.algorithm.name} on {', '.join(cfg.tasks.train)}"
+                  f", {cfg.train.steps} steps x {cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size}"
+                  f" samples, {cfg.rollout.workers} rollout worker(s); output in {cfg.run_dir}/")
+    run_training(cfg, console)
+
+
+@app.command("pretrain-tiny")
+def pretrain_tiny(out: Path = typer.Option(..., help="directory for the model"),
+                  steps: int = typer.Option(600), seed: int = typer.Option(0)) -> None:
+    """Train the embedded tiny model from scratch on the synthetic tasks."""
+    from rlreason.tiny.pretrain import PretrainConfig, pretrain, sample_accuracy
+
+    path = pretrain(PretrainConfig(steps=steps, seed=seed), out)
+    for task in ("arithmetic", "programs"):
+        typer.echo(f"{task}: held-out accuracy at temperature 1: {sample_accuracy(path, task):.3f}")
+
+
+@app.command()
+def tasks() -> None:
+    """List the registered tasks."""
+    from rlreason.tasks import TASKS
+
+    for name in TASKS.names():
+        typer.echo(f"{name:12s} {TASKS.get(name).description}")
+
+
+@app.command()
+def verifiers() -> None:
+    """List the registered verifiers."""
+    from rlreason.verifiers import VERIFIERS
+
+    for name in VERIFIERS.names():
+        doc = (VERIFIERS.get(name).__doc__ or "").strip().splitlines()
+        typer.echo(f"{name:14s} {doc[0] if doc else ''}")
+
+
+def main() -> None:
+    app(prog_name="rlreason")
+
+
+if __name__ == "__main__":  # vLLM spawns processes once Ray is up: keep the guard
+    sys.exit(main())

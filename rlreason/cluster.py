@@ -1,0 +1,50 @@
+"""Start (or join) Ray and place the actors: N rollout workers, each owning a vLLM engine, and one learner."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from rlreason.config import RunConfig
+from rlreason.rollout.engine import cpu_engine_env
+
+
+@dataclass
+class Cluster:
+    workers: list  # Ray actor handles of RolloutEngine
+    learner: object  # Ray actor handle of Learner
+    started_ray: bool
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in [*self.workers, self.learner]:
+            ray.kill(actor)
+        if self.started_ray:
+            ray.shutdown()
+
+
+def start_cluster(cfg: RunConfig) -> Cluster:
+    import ray
+
+    from rlreason.learner.learner import Learner
+    from rlreason.rollout.engine import RolloutEngine
+
+    started = not ray.is_initialized()
+    if started:
+        cores = os.cpu_count() or 1
+        ray.init(address=cfg.ray.address, num_cpus=None if cfg.ray.address else (cfg.ray.num_cpus or max(
+            cores, cfg.rollout.workers + 1)), include_dashboard=False, log_to_driver=True,
+            configure_logging=True, logging_level="WARNING")
+    path, n = cfg.model.resolved_path(), cfg.rollout.workers
+    workers = [
+        ray.remote(RolloutEngine).options(
+            num_cpus=1, runtime_env={"env_vars": cpu_engine_env(rank, n, cfg.rollout.kv_cache_gib)},
+            name=None).remote(path, seed=cfg.seed, max_model_len=cfg.model.max_model_len, dtype=cfg.model.dtype,
+                              rank=rank, world=n, kv_cache_gib=cfg.rollout.kv_cache_gib)
+        for rank in range(n)
+    ]
+    # The loop is synchronous (generate, then train), so the learner may use every core while engines idle.
+    learner = ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=os.cpu_count())
+    ray.get([w.get_version.remote() for w in workers] + [learner.get_version.remote()])  # surface start errors
+    return Cluster(workers=workers, learner=learner, started_ray=started)

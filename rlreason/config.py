@@ -1,0 +1,212 @@
+"""The recipe: a pydantic tree (at most three levels), loaded from YAML, overridden by dotted keys, frozen.
+
+Validation happens once, before any process starts. Errors become :class:`RecipeError` with one line naming the
+field and what is allowed (with a did-you-mean for unknown keys and names). Importing this module imports neither
+torch, ray nor vllm; validating an ``algorithm`` section imports the algorithm registry (and so torch).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+EMBEDDED_MODEL = "tiny"
+
+
+class RecipeError(ValueError):
+    """A recipe problem, phrased for the user: ``field: what is wrong (allowed: ...)``."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Section):
+    path: str = Field(EMBEDDED_MODEL, description="'tiny' (the embedded model) or a Hugging Face model directory")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    max_model_len: int = Field(256, ge=16)
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        if v != EMBEDDED_MODEL and not (Path(v) / "config.json").is_file():
+            raise ValueError(f"no Hugging Face model directory (with config.json) at {v!r}; "
+                             f"give a directory or '{EMBEDDED_MODEL}'")
+        return v
+
+    def resolved_path(self) -> str:
+        if self.path == EMBEDDED_MODEL:
+            from rlreason.tiny import default_model_path
+
+            return default_model_path()
+        return str(Path(self.path).resolve())
+
+
+class TasksConfig(Section):
+    train: tuple[str, ...] = ("arithmetic",)
+    weights: tuple[float, ...] | None = Field(None, description="mixing weights of the train tasks")
+    eval: tuple[str, ...] = ("arithmetic",)
+    eval_size: int = Field(200, ge=1, description="held-out problems per eval task")
+
+    @field_validator("train", "eval")
+    @classmethod
+    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from rlreason.tasks import TASKS
+
+        for name in names:
+            if name not in TASKS:
+                raise ValueError(TASKS.unknown_message(name))
+        return names
+
+
+class RolloutConfig(Section):
+    workers: int = Field(1, ge=1, description="rollout workers, each owning a vLLM engine")
+    prompts_per_step: int = Field(32, ge=1)
+    group_size: int = Field(8, ge=2, description="completions sampled per prompt")
+    max_tokens: int = Field(48, ge=1, description="generation limit per completion")
+    temperature: float = Field(1.0, gt=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    kv_cache_gib: int = Field(1, ge=1, description="vLLM CPU KV-cache size per worker")
+
+
+class TrainConfig(Section):
+    steps: int = Field(60, ge=1, description="RL steps (rollout + update + weight push)")
+    lr: float = Field(1e-3, gt=0.0)
+    warmup_steps: int = Field(0, ge=0)
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.99, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass")
+    minibatches: int = Field(1, ge=1, description="optimizer steps per rollout batch")
+    epochs: int = Field(1, ge=1, description="passes over each rollout batch")
+
+
+class EvalConfig(Section):
+    before: bool = True
+    after: bool = True
+    every: int = Field(0, ge=0, description="also evaluate every N steps (0: never)")
+    samples: int = Field(2, ge=1, description="completions per held-out problem")
+    temperature: float = Field(1.0, ge=0.0)
+
+
+class RayConfig(Section):
+    address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
+    num_cpus: int | None = Field(None, ge=1)
+
+
+class OutputConfig(Section):
+    dir: str = "runs"
+    tensorboard: bool = True
+    save_model: bool = True
+
+
+class RunConfig(Section):
+    name: str = "tiny-grpo"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    tasks: TasksConfig = TasksConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    algorithm: SerializeAsAny[Any] = Field(default_factory=lambda: {"name": "grpo"})
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    ray: RayConfig = RayConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("algorithm", mode="before")
+    @classmethod
+    def _algorithm(cls, value: Any) -> Any:
+        from rlreason.algorithms import ALGORITHMS, AlgorithmConfig
+
+        if isinstance(value, AlgorithmConfig):
+            return value
+        if not isinstance(value, dict) or "name" not in value:
+            raise ValueError("must be a mapping with a 'name' (e.g. {name: grpo})")
+        if value["name"] not in ALGORITHMS:
+            raise ValueError(ALGORITHMS.unknown_message(str(value["name"])))
+        return ALGORITHMS.get(value["name"]).config(**value)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output.dir) / self.name
+
+
+# -- loading ----------------------------------------------------------------------------------------------
+def default_recipe() -> Path:
+    return RECIPES_DIR / "default.yaml"
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML recipe (the default one if None), apply ``a.b=value`` overrides, validate, freeze."""
+    path = Path(recipe) if recipe else default_recipe()
+    if not path.is_file():
+        raise RecipeError(f"recipe: no such file {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"recipe: {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe: {path} must be a mapping of sections")
+    for item in overrides:
+        apply_override(data, item)
+    return validate(data)
+
+
+def apply_override(data: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"override {item!r}: expected dotted.key=value")
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"{key}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(raw) if raw else ""
+
+
+def validate(data: dict) -> RunConfig:
+    """Validate a recipe mapping; the algorithm section against its own algorithm's config class."""
+    from rlreason.algorithms import ALGORITHMS
+
+    algo = data.get("algorithm", {"name": "grpo"})
+    if not isinstance(algo, dict) or "name" not in algo:
+        raise RecipeError("algorithm: must be a mapping with a 'name' (e.g. {name: grpo})")
+    if str(algo["name"]) not in ALGORITHMS:
+        raise RecipeError(f"algorithm.name: {ALGORITHMS.unknown_message(str(algo['name']))}")
+    spec = ALGORITHMS.get(str(algo["name"]))
+    try:
+        algo_cfg = spec.config(**algo)
+    except ValidationError as e:
+        raise RecipeError(_describe(e.errors()[0], spec.config, prefix=["algorithm"])) from None
+    try:
+        return RunConfig(**{**data, "algorithm": algo_cfg})
+    except ValidationError as e:
+        raise RecipeError(_describe(e.errors()[0], RunConfig)) from None
+
+
+def _describe(err: dict, model: type[BaseModel], prefix: list[str] = ()) -> str:
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    field = ".".join([*prefix, *loc])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{field}: unknown field{hint} (allowed: {', '.join(allowed)})"
+    if "input" in err and not isinstance(err["input"], dict) and err["type"] != "missing":
+        msg += f" (got {err['input']!r})"
+    return f"{field}: {msg}"
+
+
+def _allowed_keys(model: type[BaseModel], parent: list[str]) -> list[str]:
+    for part in parent:
+        annotation = model.model_fields[part].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return sorted(model.model_fields)

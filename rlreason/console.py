@@ -1,0 +1,62 @@
+"""What a person sees: a progress bar with live metrics, one line per step, and the before/after table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+# Shown on each step's line, in this order: (metric, label, format).
+STEP_LINE = (("reward_mean", "reward", ".3f"), ("accuracy", "acc", ".3f"), ("completion_len", "len", ".1f"),
+             ("entropy", "entropy", ".3f"), ("kl", "kl", ".4f"), ("grad_norm", "gnorm", ".3f"),
+             ("clip_frac", "clip", ".3f"), ("rollout_tokens_per_s", "tok/s", ".0f"),
+             ("weight_sync_s", "sync", ".2f"), ("step_time_s", "step", ".1f"))
+
+
+def format_step(step: int, metrics: dict[str, float]) -> str:
+    parts = [f"{label} {metrics[key]:{fmt}}" for key, label, fmt in STEP_LINE if key in metrics]
+    return f"step {step:4d}  " + "  ".join(parts)
+
+
+class StepProgress:
+    """A rich progress bar (or nothing, when ``console`` is None) with reward and accuracy in its label."""
+
+    def __init__(self, console: Console | None, total: int) -> None:
+        self.console, self.total = console, total
+        self._progress = None
+        if console is not None:
+            self._progress = Progress(TextColumn("[bold blue]training"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[live]}"), TimeElapsedColumn(),
+                                      TimeRemainingColumn(), console=console, transient=False)
+            self._task = self._progress.add_task("train", total=total, live="")
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        if self._progress is None:
+            return
+        self._progress.console.print(format_step(step, metrics), highlight=False)
+        live = f"reward {metrics['reward_mean']:.3f}  acc {metrics['accuracy']:.3f}"
+        self._progress.update(self._task, completed=step, live=live)
+
+    def __enter__(self) -> "StepProgress":
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def print_eval_table(console: Console | None, summary) -> None:
+    if console is None:
+        return
+    table = Table(title="held-out evaluation")
+    for col in ("metric", "before", "after", "change"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for key in sorted(set(summary.before) | set(summary.after)):
+        b, a = summary.before.get(key), summary.after.get(key)
+        change = f"{a - b:+.3f}" if a is not None and b is not None else ""
+        table.add_row(key, "" if b is None else f"{b:.3f}", "" if a is None else f"{a:.3f}", change)
+    console.print(table)
+    console.print(f"steps {summary.steps}  wall {summary.wall_s:.0f}s  peak memory {summary.peak_memory_gib:.2f} GiB"
+                  + (f"  model saved to {summary.model_dir}" if summary.model_dir else ""))

@@ -1,0 +1,116 @@
+"""The driver loop: sample -> generate -> verify -> advantage -> train -> push weights -> log, each a visible call.
+
+Synchronous and on-policy: every step's rollouts come from the weights of the step before. (Asynchronous rollouts
+with bounded staleness are planned; ``Completion.policy_version`` and ``TrainBatch.policy_version`` are already
+carried for them.)
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rlreason.batching import build_train_batch
+from rlreason.config import RunConfig
+from rlreason.rollout.engine import SamplingSpec
+from rlreason.scoring import Scorer
+from rlreason.tasks import get_task
+from rlreason.types import Problem, ScoredGroup
+
+
+@dataclass
+class Context:
+    cfg: RunConfig
+    workers: list
+    learner: object
+    scorer: Scorer
+
+
+def problem_stream(cfg: RunConfig) -> Iterator[Problem]:
+    """Endless training problems, mixing the train tasks by their weights; never a held-out prompt."""
+    streams = [get_task(name).train_problems(cfg.seed) for name in cfg.tasks.train]
+    weights = cfg.tasks.weights or [1.0] * len(streams)
+    rng = random.Random(cfg.seed)
+    while True:
+        yield next(rng.choices(streams, weights)[0])
+
+
+def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec) -> list[tuple[Problem, list]]:
+    """Spread problems over the rollout workers; collect with ``ray.wait``; keep the input order."""
+    import ray
+
+    n = len(ctx.workers)
+    chunks = [problems[i::n] for i in range(n)]
+    pending = {w.generate.remote(chunk, sampling): i for i, (w, chunk) in enumerate(zip(ctx.workers, chunks))
+               if chunk}
+    done: dict[int, list] = {}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        done[pending.pop(ready[0])] = ray.get(ready[0])
+    out = [None] * len(problems)
+    for i, groups in done.items():
+        for j, group in enumerate(groups):
+            out[i + j * n] = (problems[i + j * n], group)
+    return out
+
+
+def score(ctx: Context, generated: list[tuple[Problem, list]]) -> list[ScoredGroup]:
+    items = [(c.text, p) for p, group in generated for c in group]
+    results = iter(ctx.scorer.score(items))
+    return [ScoredGroup(p, group, [next(results) for _ in group]) for p, group in generated]
+
+
+def push_weights(ctx: Context) -> float:
+    """Export the learner's weights once (an ObjectRef) and load them into every engine in place."""
+    import ray
+
+    start = time.perf_counter()
+    update = ctx.learner.export_weights.remote()
+    ray.get([w.load_weights.remote(update) for w in ctx.workers])
+    return time.perf_counter() - start
+
+
+def rl_step(ctx: Context, problems: list[Problem]) -> dict[str, float]:
+    """One step of the loop; returns its flat metrics."""
+    import ray
+
+    cfg, start = ctx.cfg, time.perf_counter()
+    r = cfg.rollout
+    generated = generate(ctx, problems, SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p))
+    gen_time = time.perf_counter() - start
+    groups = score(ctx, generated)
+    batch = build_train_batch(groups, cfg.algorithm)
+    stats = ray.get(ctx.learner.train_step.remote(batch))
+    sync_time = push_weights(ctx)
+    return {**rollout_metrics(groups, gen_time), **stats.metrics, "policy_version": stats.version,
+            "weight_sync_s": sync_time, "step_time_s": time.perf_counter() - start}
+
+
+def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, float]:
+    rewards = [s for g in groups for s in g.rewards]
+    lengths = [len(c.completion_ids) for g in groups for c in g.completions]
+    correct = [r.correct for g in groups for r in g.results]
+    return {
+        "reward_mean": statistics.fmean(rewards), "reward_std": statistics.pstdev(rewards),
+        "accuracy": statistics.fmean(correct), "completion_len": statistics.fmean(lengths),
+        "truncated_frac": statistics.fmean(c.finish_reason == "length" for g in groups for c in g.completions),
+        "verifier_errors": sum(r.error is not None for g in groups for r in g.results),
+        "solved_none_frac": statistics.fmean(not any(g.rewards) for g in groups),
+        "rollout_tokens_per_s": sum(lengths) / max(gen_time, 1e-9), "rollout_time_s": gen_time,
+    }
+
+
+def evaluate(ctx: Context) -> dict[str, float]:
+    """Held-out accuracy per eval task: ``eval.samples`` completions per problem at ``eval.temperature``."""
+    cfg, out = ctx.cfg, {}
+    sampling = SamplingSpec(cfg.eval.samples, cfg.rollout.max_tokens, max(cfg.eval.temperature, 0.0),
+                            seed=cfg.seed)
+    for name in cfg.tasks.eval:
+        groups = score(ctx, generate(ctx, get_task(name).eval_problems(cfg.tasks.eval_size), sampling))
+        out[f"{name}/accuracy"] = statistics.fmean(r.correct for g in groups for r in g.results)
+        out[f"{name}/pass@{cfg.eval.samples}"] = statistics.fmean(any(r.correct for r in g.results)
+                                                                  for g in groups)
+    return out

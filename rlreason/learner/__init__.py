@@ -1,0 +1,1 @@
+"""The learner: owns the trainable Hugging Face model and its optimizer; algorithm-blind."""

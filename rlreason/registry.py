@@ -1,0 +1,102 @@
+"""Name -> object registries that survive process boundaries.
+
+Registration happens at import time (``@REGISTRY.register("name")``); third-party packages register through an
+entry-point group, and a recipe may name ``module.path:attribute`` directly. Every process that resolves names
+(driver, Ray actors, scoring workers) calls :func:`load_plugins` first, so only names ever cross Ray.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib.metadata import entry_points
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+# Built-in modules that register at import; entry-point groups for plugins.
+_BUILTIN_MODULES = ("rlreason.algorithms", "rlreason.verifiers", "rlreason.tasks")
+_ENTRY_POINT_GROUPS = ("rlreason.algorithms", "rlreason.verifiers", "rlreason.tasks")
+
+
+class UnknownNameError(KeyError):
+    """Raised for a name no registry entry has; the message lists what is allowed and a did-you-mean."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A named collection of ``T``. ``get`` also accepts ``module:attr`` and imports it (which registers it)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T | None = None) -> Callable[[T], T] | T:
+        """Register ``item`` under ``name``; used bare as a decorator when ``item`` is omitted."""
+
+        def add(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = obj
+            return obj
+
+        return add if item is None else add(item)
+
+    def names(self) -> list[str]:
+        load_plugins()
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except UnknownNameError:
+            return False
+        return True
+
+    def get(self, name: str) -> T:
+        load_plugins()
+        if name in self._items:
+            return self._items[name]
+        if ":" in name:
+            return self._import(name)
+        raise UnknownNameError(self.unknown_message(name))
+
+    def unknown_message(self, name: str) -> str:
+        allowed = sorted(self._items)
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown {self.kind} {name!r}{hint} (allowed: {', '.join(allowed)}, or module:name)"
+
+    def _import(self, ref: str) -> T:
+        module_name, _, attr = ref.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise UnknownNameError(f"cannot import {self.kind} module {module_name!r}: {e}") from None
+        if ref in self._items:  # the module registered itself under its full reference
+            return self._items[ref]
+        if attr in self._items:
+            return self._items[attr]
+        obj = getattr(module, attr, None)
+        if obj is None:
+            raise UnknownNameError(f"module {module_name!r} has no {self.kind} {attr!r}")
+        self._items[ref] = obj
+        return obj
+
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import built-in registrations and every installed plugin entry point (idempotent, cheap after once)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    for group in _ENTRY_POINT_GROUPS:
+        for ep in entry_points(group=group):
+            ep.load()

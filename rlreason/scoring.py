@@ -1,0 +1,76 @@
+"""Run verifiers over completions in worker processes with a hard deadline; failures score 0, never crash.
+
+A verifier that raises, hangs past ``timeout_s`` or returns something other than a ``VerifyResult`` gives score 0
+with the error recorded; a hung pool is torn down and rebuilt. Workers resolve verifiers by name (only names and
+picklable records cross the process boundary), after ``load_plugins()``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+from rlreason.registry import load_plugins
+from rlreason.types import Problem, VerifyResult
+
+
+def _verify_one(verifier: str, completion: str, problem: Problem) -> VerifyResult:
+    from rlreason.verifiers import get_verifier
+
+    try:
+        result = get_verifier(verifier)(completion, problem)
+    except Exception as e:  # a verifier never crashes a run
+        return VerifyResult(0.0, {}, error=f"{type(e).__name__}: {e}"[:300])
+    if not isinstance(result, VerifyResult):
+        return VerifyResult(0.0, {}, error=f"verifier returned {type(result).__name__}, not VerifyResult")
+    return result
+
+
+class Scorer:
+    """A bounded pool of verifier processes. Use as a context manager or call ``close()``."""
+
+    def __init__(self, workers: int = 2, timeout_s: float = 10.0) -> None:
+        self.workers, self.timeout_s = workers, timeout_s
+        self.timeouts = 0
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """A started pool: deadlines count verifier time, not the workers' start-up (imports take seconds)."""
+        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=load_plugins)
+        wait([pool.submit(load_plugins) for _ in range(self.workers)])
+        return pool
+
+    def score(self, items: list[tuple[str, Problem]]) -> list[VerifyResult]:
+        """``items``: (completion text, problem) pairs -> one result each, in order."""
+        futures = [self._pool.submit(_verify_one, p.verifier, text, p) for text, p in items]
+        # Worst case without a hang: every item takes the full timeout, run ``workers`` at a time.
+        deadline = time.monotonic() + self.timeout_s * -(-len(items) // self.workers)
+        wait(futures, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_EXCEPTION)
+        results, hung = [], False
+        for f in futures:
+            if f.done() and f.exception() is None:
+                results.append(f.result())
+            else:
+                hung |= not f.done()
+                results.append(VerifyResult(0.0, {}, error="verifier timed out" if not f.done()
+                                            else f"verifier process failed: {f.exception()}"))
+        if hung:
+            self.timeouts += 1
+            self._restart()
+        return results
+
+    def _restart(self) -> None:
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            proc.kill()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "Scorer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,70 @@
+"""Tasks turn a source of problems into ``Problem`` records: synthetic generators here, datasets later.
+
+A task offers a held-out evaluation set (fixed, the same for every run) and an endless training stream that never
+yields a held-out prompt. Tasks are registered by name like algorithms and verifiers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from rlreason.registry import Registry
+from rlreason.tasks import arithmetic, programs
+from rlreason.types import Problem
+
+# Seeds for held-out sets are fixed by the task, not the run, so every run evaluates on the same problems.
+_EVAL_SEED = 1_000_003
+
+
+@dataclass(frozen=True)
+class SyntheticTask:
+    """A task backed by ``sample(rng) -> (problem, reference solution text)``."""
+
+    name: str
+    description: str
+    sample: Callable[[random.Random], tuple[Problem, str]]
+
+    held_out_size: int = 200  # the first this-many distinct eval problems are never trained on
+
+    def eval_problems(self, n: int) -> list[Problem]:
+        """The first ``n`` problems of the task's fixed held-out set (``n <= held_out_size``)."""
+        if n > self.held_out_size:
+            raise ValueError(f"task {self.name!r} holds out {self.held_out_size} problems; asked for {n}")
+        rng, seen, out = random.Random(f"{self.name}:{_EVAL_SEED}"), set(), []
+        for _ in range(100 * n):
+            problem, _ = self.sample(rng)
+            if problem.prompt not in seen:
+                seen.add(problem.prompt)
+                out.append(problem)
+            if len(out) == n:
+                return out
+        raise ValueError(f"task {self.name!r} has fewer than {n} distinct problems")
+
+    def held_out_prompts(self) -> set[str]:
+        return {p.prompt for p in self.eval_problems(self.held_out_size)}
+
+    def examples(self, seed: int) -> Iterator[tuple[Problem, str]]:
+        """Endless (problem, solution) training pairs from ``seed``; never a held-out prompt."""
+        exclude = self.held_out_prompts()
+        rng = random.Random(f"{self.name}:{seed}")
+        while True:
+            problem, solution = self.sample(rng)
+            if problem.prompt not in exclude:
+                yield problem, solution
+
+    def train_problems(self, seed: int) -> Iterator[Problem]:
+        return (problem for problem, _ in self.examples(seed))
+
+
+TASKS: Registry[SyntheticTask] = Registry("task")
+TASKS.register("arithmetic", SyntheticTask(
+    "arithmetic", "add/subtract chains of 2-4 numbers, worked line by line, answer after ####",
+    arithmetic.sample_problem))
+TASKS.register("programs", SyntheticTask(
+    "programs", "write f(x) from four input/output examples; checked on hidden inputs", programs.sample_problem))
+
+
+def get_task(name: str) -> SyntheticTask:
+    return TASKS.get(name)

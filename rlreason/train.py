@@ -1,0 +1,79 @@
+"""``rlreason train``: set up the run directory, the cluster and the scorer, then drive the loop with progress.
+
+Everything the run produces lands in ``runs/<name>/``: the resolved recipe, ``metrics.jsonl`` (flushed per step),
+TensorBoard events, ``summary.json`` and the final model as a Hugging Face directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+
+import yaml
+
+from rlreason.config import RunConfig
+from rlreason.console import StepProgress, print_eval_table
+from rlreason.controller import Context, evaluate, problem_stream, rl_step
+from rlreason.metrics import MemoryMonitor, MetricsLogger
+from rlreason.scoring import Scorer
+
+
+@dataclass
+class RunSummary:
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    wall_s: float = 0.0
+    peak_memory_gib: float = 0.0
+    model_dir: str | None = None
+
+
+def train(cfg: RunConfig, console=None) -> RunSummary:
+    from rlreason.cluster import start_cluster
+
+    start, summary = time.perf_counter(), RunSummary()
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer:
+        cluster = start_cluster(cfg)
+        try:
+            ctx = Context(cfg, cluster.workers, cluster.learner, scorer)
+            summary.before = _eval(ctx, log, 0, console, "before") if cfg.eval.before else {}
+            _loop(ctx, log, console, summary)
+            summary.after = _eval(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
+            if cfg.output.save_model:
+                import ray
+
+                summary.model_dir = ray.get(cluster.learner.save.remote(str((run_dir / "final").resolve())))
+        finally:
+            cluster.shutdown()
+        summary.peak_memory_gib = memory.peak_gib
+    summary.wall_s = time.perf_counter() - start
+    (run_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
+    print_eval_table(console, summary)
+    return summary
+
+
+def _loop(ctx: Context, log: MetricsLogger, console, summary: RunSummary) -> None:
+    cfg, stream = ctx.cfg, problem_stream(ctx.cfg)
+    with StepProgress(console, cfg.train.steps) as progress:
+        for step in range(1, cfg.train.steps + 1):
+            metrics = rl_step(ctx, list(itertools.islice(stream, cfg.rollout.prompts_per_step)))
+            log.write(step, metrics)
+            progress.update(step, metrics)
+            summary.steps = step
+            if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
+                _eval(ctx, log, step, console, f"step {step}")
+
+
+def _eval(ctx: Context, log: MetricsLogger, step: int, console, label: str) -> dict[str, float]:
+    start = time.perf_counter()
+    result = evaluate(ctx)
+    log.write(step, result, kind="eval")
+    if console is not None:
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in result.items())
+        console.print(f"[bold]eval ({label})[/] {shown}  [dim]({time.perf_counter() - start:.0f}s)[/]")
+    return result

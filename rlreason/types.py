@@ -1,0 +1,115 @@
+"""Typed records that cross stage and process boundaries.
+
+Plain dataclasses (picklable, Ray-friendly). Tensors appear only in ``TrainBatch``; every shape is written next to
+its field. Nothing here imports torch at module import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One prompt with what a verifier needs to judge answers to it.
+
+    ``verifier`` names a registered verifier, so a mixed dataset needs no branching on where a row came from.
+    """
+
+    id: str
+    prompt: str
+    reference: Any
+    verifier: str
+    task: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled answer. ``logprobs[i]`` is the rollout engine's log-probability of ``completion_ids[i]``."""
+
+    problem_id: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str  # "stop" (EOS) or "length"
+    policy_version: int
+    text: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What a verifier says of one completion: a score, details for debugging, and an error if it failed."""
+
+    score: float
+    details: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.error is None and self.score >= 1.0
+
+
+@dataclass(frozen=True)
+class ScoredGroup:
+    """All completions for one problem, with their verifier results (same order)."""
+
+    problem: Problem
+    completions: list[Completion]
+    results: list[VerifyResult]
+
+    @property
+    def rewards(self) -> list[float]:
+        return [r.score for r in self.results]
+
+
+@dataclass
+class TrainBatch:
+    """A padded batch for the learner. B sequences of T = prompt + completion tokens (right-padded).
+
+    Position t of ``loss_mask``/``advantages``/``*_logprobs`` refers to the token at ``input_ids[:, t]``,
+    predicted from positions < t; prompt and padding positions have ``loss_mask == 0``.
+    """
+
+    input_ids: "torch.Tensor"  # [B, T] long
+    attention_mask: "torch.Tensor"  # [B, T] long, 1 on real tokens
+    loss_mask: "torch.Tensor"  # [B, T] float, 1 on completion tokens
+    advantages: "torch.Tensor"  # [B, T] float
+    rollout_logprobs: "torch.Tensor"  # [B, T] float, the rollout engine's logprobs (0 off the mask)
+    rewards: "torch.Tensor"  # [B] float
+    group_ids: "torch.Tensor"  # [B] long
+    policy_version: "torch.Tensor"  # [B] long, the weights version that sampled each row
+
+    def __post_init__(self) -> None:
+        b, t = self.input_ids.shape
+        for name in ("attention_mask", "loss_mask", "advantages", "rollout_logprobs"):
+            shape = tuple(getattr(self, name).shape)
+            assert shape == (b, t), f"TrainBatch.{name} has shape {shape}, expected {(b, t)}"
+        for name in ("rewards", "group_ids", "policy_version"):
+            shape = tuple(getattr(self, name).shape)
+            assert shape == (b,), f"TrainBatch.{name} has shape {shape}, expected {(b,)}"
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+@dataclass(frozen=True)
+class WeightUpdate:
+    """New policy weights for the rollout engines. ``payload``: list of (HF parameter name, tensor) for ``full``."""
+
+    version: int
+    kind: Literal["full", "lora"]
+    payload: Any
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What one learner step reports: flat metric names to floats."""
+
+    version: int
+    metrics: dict[str, float]

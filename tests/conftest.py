@@ -1,0 +1,32 @@
+"""Shared fixtures. vLLM costs ~12 s to import and seconds to start: one engine per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).parent
+# Test plugins (a custom verifier, a custom algorithm) are importable as ``plugins.<module>`` here and in the
+# subprocesses and Ray actors the tests start.
+sys.path.insert(0, str(TESTS_DIR))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> str:
+    from rlreason.tiny import default_model_path
+
+    return default_model_path()
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model_path):
+    """An in-process vLLM engine serving the embedded model."""
+    from rlreason.rollout.engine import RolloutEngine
+
+    return RolloutEngine(tiny_model_path, seed=0)

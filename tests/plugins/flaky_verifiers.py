@@ -1,0 +1,27 @@
+"""Verifiers that misbehave, to check that scoring contains them. Registered on import."""
+
+import time
+
+from rlreason.types import VerifyResult
+from rlreason.verifiers import verifier
+
+
+@verifier("test_raises")
+def raises(completion, problem):
+    raise RuntimeError("boom")
+
+
+@verifier("test_hangs")
+def hangs(completion, problem):
+    time.sleep(60)
+    return VerifyResult(1.0)
+
+
+@verifier("test_garbage")
+def garbage(completion, problem):
+    return 1.0
+
+
+def length_is_reference(completion, problem):
+    """Score 1 when the completion has exactly ``reference`` characters (a custom verifier by module:name)."""
+    return VerifyResult(float(len(completion) == int(problem.reference)))
