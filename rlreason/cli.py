@@ -53,7 +53,7 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml] [
 
 @app.command("pretrain-tiny")
 def pretrain_tiny(out: Path = typer.Option(..., help="directory for the model"),
-                  steps: int = typer.Option(600), seed: int = typer.Option(0)) -> None:
+                  steps: int = typer.Option(2000), seed: int = typer.Option(0)) -> None:
     """Train the embedded tiny model from scratch on the synthetic tasks."""
     from rlreason.tiny.pretrain import PretrainConfig, pretrain, sample_accuracy
 

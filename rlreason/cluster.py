@@ -34,7 +34,7 @@ def start_cluster(cfg: RunConfig) -> Cluster:
     if started:
         cores = os.cpu_count() or 1
         ray.init(address=cfg.ray.address, num_cpus=None if cfg.ray.address else (cfg.ray.num_cpus or max(
-            cores, cfg.rollout.workers + 1)), include_dashboard=False, log_to_driver=True,
+            cores, cfg.rollout.workers + 1)), include_dashboard=False, log_to_driver=False,
             configure_logging=True, logging_level="WARNING")
     path, n = cfg.model.resolved_path(), cfg.rollout.workers
     workers = [

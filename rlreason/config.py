@@ -51,7 +51,18 @@ class TasksConfig(Section):
     train: tuple[str, ...] = ("arithmetic",)
     weights: tuple[float, ...] | None = Field(None, description="mixing weights of the train tasks")
     eval: tuple[str, ...] = ("arithmetic",)
-    eval_size: int = Field(200, ge=1, description="held-out problems per eval task")
+    eval_size: int = Field(200, ge=1, le=200, description="held-out problems per eval task")
+    verifier: str | None = Field(None, description="score every task with this verifier instead of its own "
+                                                   "(a registered name or module:function)")
+
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, name: str | None) -> str | None:
+        from rlreason.verifiers import VERIFIERS
+
+        if name is not None and name not in VERIFIERS:
+            raise ValueError(VERIFIERS.unknown_message(name))
+        return name
 
     @field_validator("train", "eval")
     @classmethod
@@ -91,7 +102,7 @@ class EvalConfig(Section):
     before: bool = True
     after: bool = True
     every: int = Field(0, ge=0, description="also evaluate every N steps (0: never)")
-    samples: int = Field(2, ge=1, description="completions per held-out problem")
+    samples: int = Field(4, ge=1, description="completions per held-out problem")
     temperature: float = Field(1.0, ge=0.0)
 
 

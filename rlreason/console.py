@@ -33,7 +33,7 @@ class StepProgress:
     def update(self, step: int, metrics: dict[str, float]) -> None:
         if self._progress is None:
             return
-        self._progress.console.print(format_step(step, metrics), highlight=False)
+        self._progress.console.print(format_step(step, metrics), highlight=False, soft_wrap=True)
         live = f"reward {metrics['reward_mean']:.3f}  acc {metrics['accuracy']:.3f}"
         self._progress.update(self._task, completed=step, live=live)
 

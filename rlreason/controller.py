@@ -11,7 +11,7 @@ import random
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rlreason.batching import build_train_batch
 from rlreason.config import RunConfig
@@ -35,7 +35,16 @@ def problem_stream(cfg: RunConfig) -> Iterator[Problem]:
     weights = cfg.tasks.weights or [1.0] * len(streams)
     rng = random.Random(cfg.seed)
     while True:
-        yield next(rng.choices(streams, weights)[0])
+        yield _scored_by(cfg, next(rng.choices(streams, weights)[0]))
+
+
+def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
+    return [_scored_by(cfg, p) for p in get_task(task).eval_problems(cfg.tasks.eval_size)]
+
+
+def _scored_by(cfg: RunConfig, problem: Problem) -> Problem:
+    """Apply the recipe's verifier override, if any."""
+    return replace(problem, verifier=cfg.tasks.verifier) if cfg.tasks.verifier else problem
 
 
 def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec) -> list[tuple[Problem, list]]:
@@ -106,10 +115,10 @@ def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, flo
 def evaluate(ctx: Context) -> dict[str, float]:
     """Held-out accuracy per eval task: ``eval.samples`` completions per problem at ``eval.temperature``."""
     cfg, out = ctx.cfg, {}
-    sampling = SamplingSpec(cfg.eval.samples, cfg.rollout.max_tokens, max(cfg.eval.temperature, 0.0),
-                            seed=cfg.seed)
+    # No per-request seed: vLLM's CPU sampler rejects seeded generators ("CPU Generator does not use offset").
+    sampling = SamplingSpec(cfg.eval.samples, cfg.rollout.max_tokens, cfg.eval.temperature)
     for name in cfg.tasks.eval:
-        groups = score(ctx, generate(ctx, get_task(name).eval_problems(cfg.tasks.eval_size), sampling))
+        groups = score(ctx, generate(ctx, eval_problems(cfg, name), sampling))
         out[f"{name}/accuracy"] = statistics.fmean(r.correct for g in groups for r in g.results)
         out[f"{name}/pass@{cfg.eval.samples}"] = statistics.fmean(any(r.correct for r in g.results)
                                                                   for g in groups)

@@ -24,7 +24,7 @@ from rlreason.tasks.tokenizer import build_tokenizer
 @dataclass(frozen=True)
 class PretrainConfig:
     seed: int = 0
-    steps: int = 600
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 50

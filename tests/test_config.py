@@ -1,0 +1,65 @@
+"""Bad recipes fail before anything starts: exit code 2 and one line naming the field and what is allowed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlreason.config import RecipeError, load_config
+
+BAD = [
+    ("train.stepz=3", "train.stepz: unknown field; did you mean 'steps'?"),
+    ("train.steps=abc", "train.steps: Input should be a valid integer"),
+    ("rollout.workers=0", "rollout.workers: Input should be greater than or equal to 1"),
+    ("algorithm.name=grop", "algorithm.name: unknown algorithm 'grop'; did you mean 'grpo'?"),
+    ("algorithm.clip_eps_low=3", "algorithm.clip_eps_low: Input should be less than 1"),
+    ("algorithm.kl_coeff=0.1", "algorithm.kl_coeff: unknown field; did you mean 'kl_coef'?"),
+    ("tasks.verifier=exact_answr", "tasks.verifier: unknown verifier 'exact_answr'; did you mean 'exact_answer'?"),
+    ("tasks.train=[arithmetc]", "tasks.train: unknown task 'arithmetc'; did you mean 'arithmetic'?"),
+    ("model.path=/no/such/model", "model.path: no Hugging Face model directory"),
+    ("bogus=1", "bogus: unknown field"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD)
+def test_bad_overrides_name_the_field(override, message):
+    with pytest.raises(RecipeError) as err:
+        load_config(None, [override])
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_malformed_recipe_files(tmp_path: Path):
+    with pytest.raises(RecipeError, match="no such file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_config_is_frozen():
+    cfg = load_config()
+    with pytest.raises(Exception):
+        cfg.train.steps = 3
+    assert cfg.algorithm.name == "grpo"
+
+
+def test_default_recipe_and_overrides():
+    cfg = load_config(None, ["train.steps=7", "algorithm.kl_coef=0.05", "tasks.eval=[arithmetic]"])
+    assert cfg.train.steps == 7 and cfg.algorithm.kl_coef == 0.05 and cfg.algorithm.needs_reference
+    assert cfg.tasks.eval == ("arithmetic",)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train.lr=-1"], "error: train.lr: Input should be greater than 0"),
+    (["/nonexistent.yaml"], "error: recipe: no such file"),
+    (["algorithm.name=ppo_typo"], "error: algorithm.name: unknown algorithm 'ppo_typo'"),
+])
+def test_cli_rejects_bad_recipes_with_exit_code_2(args, message):
+    proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", *args], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
