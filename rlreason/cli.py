@@ -58,8 +58,13 @@ def pretrain_tiny(out: Path = typer.Option(..., help="directory for the model"),
     from rlreason.tiny.pretrain import PretrainConfig, pretrain, sample_accuracy
 
     path = pretrain(PretrainConfig(steps=steps, seed=seed), out)
+    lines = ["", "Held-out accuracy (200 problems, Hugging Face sampling):", ""]
     for task in ("arithmetic", "programs"):
-        typer.echo(f"{task}: held-out accuracy at temperature 1: {sample_accuracy(path, task):.3f}")
+        sampled, greedy = sample_accuracy(path, task), sample_accuracy(path, task, temperature=0.0)
+        lines.append(f"- {task}: {sampled:.3f} at temperature 1, {greedy:.3f} greedy")
+    with open(path / "TRAINING.md", "a") as card:
+        card.write("\n".join(lines) + "\n")
+    typer.echo("\n".join(lines))
 
 
 @app.command()

@@ -86,8 +86,8 @@ class RolloutConfig(Section):
 
 
 class TrainConfig(Section):
-    steps: int = Field(60, ge=1, description="RL steps (rollout + update + weight push)")
-    lr: float = Field(1e-3, gt=0.0)
+    steps: int = Field(200, ge=1, description="RL steps (rollout + update + weight push)")
+    lr: float = Field(1e-4, gt=0.0)
     warmup_steps: int = Field(0, ge=0)
     beta1: float = Field(0.9, ge=0.0, lt=1.0)
     beta2: float = Field(0.99, ge=0.0, lt=1.0)

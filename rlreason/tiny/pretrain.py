@@ -34,6 +34,9 @@ class PretrainConfig:
     heads: int = 4
     kv_heads: int = 2
     intermediate_size: int = 384
+    # Label smoothing keeps some probability off the target token, so sampling at temperature 1 makes mistakes
+    # that greedy decoding does not: headroom that RL can recover by sharpening, as it does on real models.
+    label_smoothing: float = 0.05
 
 
 def build_model(cfg: PretrainConfig, vocab_size: int, pad_id: int, eos_id: int):
@@ -83,7 +86,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, log=print) -> Path:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     start = time.time()
     for step, (ids, labels) in zip(range(cfg.steps), _batches(cfg, tokenizer)):
-        loss = model(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long(), labels=labels).loss
+        logits = model(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long()).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                 ignore_index=-100, label_smoothing=cfg.label_smoothing)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step(), sched.step(), opt.zero_grad()
