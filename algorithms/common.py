@@ -62,3 +62,19 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_tokens
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float((values * mask).sum() / mask.sum().clamp(min=1.0))
+
+
+def regularizer_per_token(inputs, cfg) -> tuple[torch.Tensor | None, dict[str, float]]:
+    """The shared KL-to-reference and entropy-bonus terms per token ([B, T]), or None when both are off.
+
+    ``inputs`` is a ``LossInputs``; ``cfg`` any ``AlgorithmConfig`` (``kl_coef``, ``kl_estimator``, ``entropy_coef``).
+    """
+    extra, metrics = None, {}
+    if inputs.ref_logprobs is not None and cfg.kl_coef > 0:
+        kl = kl_penalty(inputs.logprobs, inputs.ref_logprobs, getattr(cfg, "kl_estimator", "k3"))
+        extra = cfg.kl_coef * kl
+        metrics["kl"] = masked_mean(kl.detach(), inputs.loss_mask)
+    if inputs.entropy is not None and cfg.entropy_coef > 0:
+        bonus = -cfg.entropy_coef * inputs.entropy
+        extra = bonus if extra is None else extra + bonus
+    return extra, metrics

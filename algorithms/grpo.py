@@ -16,7 +16,8 @@ from pydantic import Field
 
 from rlreason.algorithms.base import (AdvantageInputs, AlgorithmConfig, AlgorithmSpec, KLEstimator,
                                       LossAggregation, LossInputs, register_algorithm)
-from rlreason.algorithms.common import aggregate, group_normalized_advantage, kl_penalty, masked_mean
+from rlreason.algorithms.common import (aggregate, group_normalized_advantage, masked_mean,
+                                        regularizer_per_token)
 
 
 class GRPOConfig(AlgorithmConfig):
@@ -45,12 +46,10 @@ def clipped_surrogate_loss(inputs: LossInputs, cfg: GRPOConfig) -> tuple[torch.T
     per_token = -torch.minimum(ratio * adv, clipped * adv)
     metrics = {"clip_frac": masked_mean(((ratio * adv) > (clipped * adv)).float(), mask),
                "ratio_mean": masked_mean(ratio.detach(), mask)}
-    if inputs.ref_logprobs is not None:
-        kl = kl_penalty(inputs.logprobs, inputs.ref_logprobs, cfg.kl_estimator)
-        per_token = per_token + cfg.kl_coef * kl
-        metrics["kl"] = masked_mean(kl.detach(), mask)
-    if inputs.entropy is not None and cfg.entropy_coef > 0:
-        per_token = per_token - cfg.entropy_coef * inputs.entropy
+    extra, reg_metrics = regularizer_per_token(inputs, cfg)
+    if extra is not None:
+        per_token = per_token + extra
+    metrics.update(reg_metrics)
     loss = aggregate(per_token, mask, cfg.loss_aggregation, inputs.num_tokens, inputs.num_sequences,
                      inputs.max_tokens)
     return loss, metrics

@@ -68,6 +68,19 @@ def pretrain_tiny(out: Path = typer.Option(..., help="directory for the model"),
 
 
 @app.command()
+def algorithms() -> None:
+    """List the registered algorithms with their paper and config fields (defaults)."""
+    from rlreason.algorithms import ALGORITHMS
+
+    for name in ALGORITHMS.names():
+        spec = ALGORITHMS.get(name)
+        typer.echo(f"{name:10s} {spec.description} ({spec.paper})")
+        for field, info in spec.config.model_fields.items():
+            if field != "name":
+                typer.echo(f"    {field} = {info.default!r}" + (f"  # {info.description}" if info.description else ""))
+
+
+@app.command()
 def tasks() -> None:
     """List the registered tasks."""
     from rlreason.tasks import TASKS

@@ -40,7 +40,7 @@ def start_cluster(cfg: RunConfig) -> Cluster:
     workers = [
         ray.remote(RolloutEngine).options(
             num_cpus=1, runtime_env={"env_vars": cpu_engine_env(rank, n, cfg.rollout.kv_cache_gib)},
-            name=None).remote(path, seed=cfg.seed, max_model_len=cfg.model.max_model_len, dtype=cfg.model.dtype,
+        ).remote(path, seed=cfg.seed, max_model_len=cfg.model.max_model_len, dtype=cfg.model.dtype,
                               rank=rank, world=n, kv_cache_gib=cfg.rollout.kv_cache_gib)
         for rank in range(n)
     ]

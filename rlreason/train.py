@@ -42,7 +42,15 @@ def train(cfg: RunConfig, console=None) -> RunSummary:
         try:
             ctx = Context(cfg, cluster.workers, cluster.learner, scorer)
             summary.before = _eval(ctx, log, 0, console, "before") if cfg.eval.before else {}
-            _loop(ctx, log, console, summary)
+            try:
+                _loop(ctx, log, console, summary)
+            except KeyboardInterrupt:  # keep what was learned; metrics.jsonl is already on disk
+                import ray
+
+                saved = ray.get(cluster.learner.save.remote(str((run_dir / f"interrupted-{summary.steps}").resolve())))
+                if console is not None:
+                    console.print(f"[yellow]interrupted after step {summary.steps}; model saved to {saved}[/]")
+                raise
             summary.after = _eval(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
             if cfg.output.save_model:
                 import ray

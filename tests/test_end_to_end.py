@@ -52,7 +52,7 @@ def test_policy_version_advances_in_every_worker_and_training_lowers_the_loss(cl
 @pytest.mark.slow
 def test_default_recipe_short_run_raises_reward(tmp_path):
     """The CLI end to end: progress, metrics files, before/after evaluation, a saved model that loads."""
-    steps = 25
+    steps = 40
     proc = subprocess.run(
         [sys.executable, "-m", "rlreason.cli", "train", f"train.steps={steps}", "tasks.eval=[arithmetic]",
          f"output.dir={tmp_path}", "name=slow"], capture_output=True, text=True, timeout=1500)

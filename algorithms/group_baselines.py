@@ -1,0 +1,46 @@
+"""GRPO's relatives that change only the baseline or the normalisations; they reuse GRPO's clipped surrogate.
+
+- ``dr_grpo`` (Liu et al., "Understanding R1-Zero-Like Training", arXiv 2503.20783): no division by the group std
+  (``scale_rewards=False``) and no per-length normalisation: each sequence's token sum over a constant
+  (``seq_mean_token_sum_norm``), which removes GRPO's bias towards long wrong answers.
+- ``rloo`` (Ahmadian et al., "Back to Basics", arXiv 2402.14740): leave-one-out baseline,
+  A_i = r_i - mean_{j != i} r_j = G/(G-1) * (r_i - mean_j r_j), on the sequence log-probability (token sum).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlreason.algorithms.base import AdvantageInputs, AlgorithmSpec, LossAggregation, register_algorithm
+from rlreason.algorithms.common import group_normalized_advantage
+from rlreason.algorithms.grpo import GRPOConfig, clipped_surrogate_loss, grpo_advantage
+
+
+class DrGRPOConfig(GRPOConfig):
+    name: str = "dr_grpo"
+    scale_rewards: bool = False
+    loss_aggregation: LossAggregation = "seq_mean_token_sum_norm"
+
+
+class RLOOConfig(GRPOConfig):
+    name: str = "rloo"
+    loss_aggregation: LossAggregation = "seq_mean_token_sum"
+
+
+def leave_one_out_advantage(inputs: AdvantageInputs, cfg: RLOOConfig) -> torch.Tensor:
+    """[B] rewards -> [B, T]: r_i minus the mean of the other completions of its group."""
+    centred = group_normalized_advantage(inputs.rewards, inputs.group_ids, scale=False)
+    sizes = torch.zeros_like(inputs.rewards)
+    for gid in torch.unique(inputs.group_ids):
+        idx = inputs.group_ids == gid
+        sizes[idx] = idx.sum()
+    adv = centred * sizes / (sizes - 1).clamp(min=1)
+    return adv[:, None] * inputs.loss_mask
+
+
+register_algorithm(AlgorithmSpec(
+    name="dr_grpo", description="GRPO without std and length normalisation (unbiased token sums)",
+    paper="arXiv:2503.20783", config=DrGRPOConfig, advantage=grpo_advantage, loss=clipped_surrogate_loss))
+register_algorithm(AlgorithmSpec(
+    name="rloo", description="REINFORCE with a leave-one-out baseline over the group",
+    paper="arXiv:2402.14740", config=RLOOConfig, advantage=leave_one_out_advantage, loss=clipped_surrogate_loss))

@@ -1,0 +1,101 @@
+"""The GRPO family on hand-computed tensors: the properties each paper states."""
+
+import torch
+
+from rlreason.algorithms import AdvantageInputs, LossInputs, get_algorithm
+
+
+def _cfg(name, **kw):
+    return get_algorithm(name).config(name=name, **kw)
+
+
+def _inputs(logp, adv, mask, old=None):
+    return LossInputs(logprobs=logp, old_logprobs=logp.detach() if old is None else old, advantages=adv,
+                      loss_mask=mask, num_tokens=float(mask.sum()), num_sequences=float(mask.shape[0]),
+                      max_tokens=mask.shape[1])
+
+
+def _loss_and_grad(name, logp, adv, mask, old=None, **kw):
+    logp = logp.clone().requires_grad_()
+    loss, _ = get_algorithm(name).loss(_inputs(logp, adv, mask, old), _cfg(name, **kw))
+    loss.backward()
+    return loss.detach(), logp.grad
+
+
+def test_aggregation_modes_weigh_long_and_short_answers_as_their_papers_say():
+    mask = torch.tensor([[1.0, 0, 0], [1.0, 1, 1]])
+    adv = torch.tensor([[1.0, 0, 0], [-1.0, -1, -1]])
+    logp = torch.full((2, 3), -1.0)
+    token_mean, _ = _loss_and_grad("grpo", logp, adv, mask, loss_aggregation="token_mean")
+    seq_mean, _ = _loss_and_grad("grpo", logp, adv, mask, loss_aggregation="seq_mean_token_mean")
+    assert torch.isclose(token_mean, torch.tensor(0.5))  # every token counts: the long answer dominates
+    assert torch.isclose(seq_mean, torch.tensor(0.0))  # every answer counts once
+    dr, grad = _loss_and_grad("dr_grpo", logp, adv, mask)  # token sums over the constant max length 3
+    assert torch.isclose(dr, torch.tensor(-(1 - 3) / 3 / 2))
+    assert torch.allclose(grad[1], torch.full((3,), 1 / 6)) and torch.isclose(grad[0, 0], torch.tensor(-1 / 6))
+
+
+def test_dr_grpo_is_grpo_without_the_normalisations():
+    rewards, groups = torch.tensor([1.0, 0, 0, 1]), torch.tensor([0, 0, 0, 0])
+    mask = torch.tensor([[1.0, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0]])
+    inputs = AdvantageInputs(rewards, groups, mask)
+    dr_adv = get_algorithm("dr_grpo").advantage(inputs, _cfg("dr_grpo"))
+    assert torch.allclose(dr_adv, get_algorithm("grpo").advantage(inputs, _cfg("grpo", scale_rewards=False)))
+    logp = torch.log(torch.rand(4, 3) * 0.5 + 0.25)
+    a, ga = _loss_and_grad("dr_grpo", logp, dr_adv, mask)
+    b, gb = _loss_and_grad("grpo", logp, dr_adv, mask, loss_aggregation="seq_mean_token_sum_norm")
+    assert torch.isclose(a, b) and torch.allclose(ga, gb)
+
+
+def test_rloo_leave_one_out_baseline_by_hand():
+    adv = get_algorithm("rloo").advantage(
+        AdvantageInputs(torch.tensor([1.0, 0, 0, 2, 2]), torch.tensor([0, 0, 0, 1, 1]), torch.ones(5, 1)),
+        _cfg("rloo"))
+    assert torch.allclose(adv[:, 0], torch.tensor([1.0, -0.5, -0.5, 0.0, 0.0]))
+
+
+def test_gspo_with_one_token_completions_equals_token_level_grpo():
+    mask = torch.tensor([[1.0, 0], [1.0, 0], [1.0, 0]])
+    adv = torch.tensor([[1.0, 0], [-0.5, 0], [2.0, 0]])
+    old = torch.log(torch.tensor([[0.5, 1], [0.4, 1], [0.2, 1]]))
+    logp = torch.log(torch.tensor([[0.6, 1], [0.5, 1], [0.21, 1]]))
+    eps = dict(clip_eps_low=0.2, clip_eps_high=0.2)
+    a, ga = _loss_and_grad("gspo", logp, adv, mask, old, **eps)
+    b, gb = _loss_and_grad("grpo", logp, adv, mask, old, **eps)
+    assert torch.isclose(a, b) and torch.allclose(ga, gb)
+
+
+def test_gspo_clips_the_sequence_ratio():
+    mask = torch.ones(1, 2)
+    old = torch.log(torch.tensor([[0.5, 0.5]]))
+    logp = torch.log(torch.tensor([[0.6, 0.6]]))  # sequence ratio 1.2, far outside [1 - 3e-4, 1 + 4e-4]
+    loss, grad = _loss_and_grad("gspo", logp, torch.ones(1, 2), mask, old)
+    assert torch.isclose(loss, torch.tensor(-(1 + 4e-4))) and torch.count_nonzero(grad) == 0
+
+
+def test_cispo_keeps_every_tokens_gradient_with_a_capped_weight():
+    mask = torch.ones(1, 2)
+    old = torch.log(torch.tensor([[0.1, 0.5]]))
+    logp = torch.log(torch.tensor([[0.9, 0.5]]))  # ratio 9 is capped at 1 + 4 = 5; ratio 1 is not
+    _, grad = _loss_and_grad("cispo", logp, torch.ones(1, 2), mask, old)
+    assert torch.allclose(grad, torch.tensor([[-5 / 2, -1 / 2]]))
+    _, grad = _loss_and_grad("grpo", logp, torch.ones(1, 2), mask, old)
+    assert grad[0, 0] == 0  # where GRPO's clip drops the token
+
+
+def test_gmpo_at_ratio_one_is_minus_the_mean_sequence_advantage():
+    mask = torch.tensor([[1.0, 1], [1.0, 0]])
+    adv = torch.tensor([[1.0, 1], [-2.0, 0]])
+    loss, _ = _loss_and_grad("gmpo", torch.full((2, 2), -0.7), adv, mask)
+    assert torch.isclose(loss, torch.tensor(0.5))
+    # a log-ratio beyond 0.4 on the optimistic side stops contributing gradient
+    old = torch.zeros(1, 1)
+    _, grad = _loss_and_grad("gmpo", torch.full((1, 1), 0.6), torch.ones(1, 1), torch.ones(1, 1), old)
+    assert torch.count_nonzero(grad) == 0
+
+
+def test_zero_advantages_give_zero_policy_gradient_for_every_algorithm():
+    mask = torch.tensor([[1.0, 1, 0], [1, 1, 1]])
+    for name in ("grpo", "dr_grpo", "rloo", "gspo", "gmpo", "cispo"):
+        _, grad = _loss_and_grad(name, torch.log(torch.rand(2, 3) * 0.5 + 0.2), torch.zeros(2, 3), mask)
+        assert torch.count_nonzero(grad) == 0, name
