@@ -14,12 +14,22 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
+from rlreason.registry import UnknownNameError
+
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 EMBEDDED_MODEL = "tiny"
 
 
 class RecipeError(ValueError):
     """A recipe problem, phrased for the user: ``field: what is wrong (allowed: ...)``."""
+
+
+def _resolve(registry, name: str) -> None:
+    """Raise ValueError with the registry's message (did-you-mean, import error) when ``name`` is unknown."""
+    try:
+        registry.get(name)
+    except UnknownNameError as e:
+        raise ValueError(str(e)) from None
 
 
 class Section(BaseModel):
@@ -60,8 +70,8 @@ class TasksConfig(Section):
     def _known_verifier(cls, name: str | None) -> str | None:
         from rlreason.verifiers import VERIFIERS
 
-        if name is not None and name not in VERIFIERS:
-            raise ValueError(VERIFIERS.unknown_message(name))
+        if name is not None:
+            _resolve(VERIFIERS, name)
         return name
 
     @field_validator("train", "eval")
@@ -70,8 +80,7 @@ class TasksConfig(Section):
         from rlreason.tasks import TASKS
 
         for name in names:
-            if name not in TASKS:
-                raise ValueError(TASKS.unknown_message(name))
+            _resolve(TASKS, name)
         return names
 
 
@@ -138,9 +147,10 @@ class RunConfig(Section):
             return value
         if not isinstance(value, dict) or "name" not in value:
             raise ValueError("must be a mapping with a 'name' (e.g. {name: grpo})")
-        if value["name"] not in ALGORITHMS:
-            raise ValueError(ALGORITHMS.unknown_message(str(value["name"])))
-        return ALGORITHMS.get(value["name"]).config(**value)
+        try:
+            return ALGORITHMS.get(str(value["name"])).config(**value)
+        except UnknownNameError as e:
+            raise ValueError(str(e)) from None
 
     @property
     def run_dir(self) -> Path:
@@ -188,9 +198,10 @@ def validate(data: dict) -> RunConfig:
     algo = data.get("algorithm", {"name": "grpo"})
     if not isinstance(algo, dict) or "name" not in algo:
         raise RecipeError("algorithm: must be a mapping with a 'name' (e.g. {name: grpo})")
-    if str(algo["name"]) not in ALGORITHMS:
-        raise RecipeError(f"algorithm.name: {ALGORITHMS.unknown_message(str(algo['name']))}")
-    spec = ALGORITHMS.get(str(algo["name"]))
+    try:
+        spec = ALGORITHMS.get(str(algo["name"]))
+    except UnknownNameError as e:
+        raise RecipeError(f"algorithm.name: {e}") from None
     try:
         algo_cfg = spec.config(**algo)
     except ValidationError as e:

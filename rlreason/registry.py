@@ -32,6 +32,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._imported: dict[str, T] = {}  # module:attr references resolved so far (not listed in names())
 
     def register(self, name: str, item: T | None = None) -> Callable[[T], T] | T:
         """Register ``item`` under ``name``; used bare as a decorator when ``item`` is omitted."""
@@ -59,6 +60,8 @@ class Registry(Generic[T]):
         load_plugins()
         if name in self._items:
             return self._items[name]
+        if name in self._imported:
+            return self._imported[name]
         if ":" in name:
             return self._import(name)
         raise UnknownNameError(self.unknown_message(name))
@@ -75,14 +78,10 @@ class Registry(Generic[T]):
             module = importlib.import_module(module_name)
         except ImportError as e:
             raise UnknownNameError(f"cannot import {self.kind} module {module_name!r}: {e}") from None
-        if ref in self._items:  # the module registered itself under its full reference
-            return self._items[ref]
-        if attr in self._items:
-            return self._items[attr]
-        obj = getattr(module, attr, None)
+        obj = self._items.get(attr, getattr(module, attr, None))
         if obj is None:
             raise UnknownNameError(f"module {module_name!r} has no {self.kind} {attr!r}")
-        self._items[ref] = obj
+        self._imported[ref] = obj
         return obj
 
 
