@@ -28,6 +28,12 @@ class AlgorithmConfig(BaseModel):
     name: str
     kl_coef: float = Field(0.0, ge=0.0, description="weight of the KL-to-reference term (0: no reference model)")
     entropy_coef: float = Field(0.0, ge=0.0, description="entropy bonus weight")
+    # Switches the controller reads (capabilities, not names):
+    filter_zero_variance: bool = Field(False, description="drop groups with all-equal rewards and refill the "
+                                                          "batch with new prompts (dynamic sampling)")
+    overlong_buffer_frac: float = Field(0.0, ge=0.0, lt=1.0, description="soft overlong penalty over the last "
+                                        "fraction of rollout.max_tokens (0: off)")
+    overlong_penalty: float = Field(1.0, ge=0.0, description="reward subtracted at the length limit")
 
     @property
     def needs_reference(self) -> bool:

@@ -78,3 +78,13 @@ def regularizer_per_token(inputs, cfg) -> tuple[torch.Tensor | None, dict[str, f
         bonus = -cfg.entropy_coef * inputs.entropy
         extra = bonus if extra is None else extra + bonus
     return extra, metrics
+
+
+def overlong_penalty(lengths: torch.Tensor, max_tokens: int, buffer_frac: float, penalty: float) -> torch.Tensor:
+    """DAPO's soft overlong punishment (arXiv 2503.14476, eq. 13): 0 up to ``max - buffer`` tokens, then falling
+    linearly to ``-penalty`` at ``max_tokens``. lengths: [B] -> [B]."""
+    buffer = buffer_frac * max_tokens
+    if buffer <= 0:
+        return torch.zeros_like(lengths, dtype=torch.float32)
+    over = (lengths.float() - (max_tokens - buffer)).clamp(min=0.0)
+    return -penalty * (over / buffer).clamp(max=1.0)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from rlreason.algorithms.base import AdvantageInputs, AlgorithmSpec, LossAggregation, register_algorithm
 from rlreason.algorithms.common import group_normalized_advantage
@@ -44,3 +45,20 @@ register_algorithm(AlgorithmSpec(
 register_algorithm(AlgorithmSpec(
     name="rloo", description="REINFORCE with a leave-one-out baseline over the group",
     paper="arXiv:2402.14740", config=RLOOConfig, advantage=leave_one_out_advantage, loss=clipped_surrogate_loss))
+
+
+class DAPOConfig(GRPOConfig):
+    """DAPO (Yu et al., arXiv 2503.14476): clip-higher, token-level mean, dynamic sampling, soft overlong
+    punishment, no KL. All four are switches of shared code; the loss is GRPO's clipped surrogate."""
+
+    name: str = "dapo"
+    clip_eps_low: float = Field(0.2, gt=0.0, lt=1.0)
+    clip_eps_high: float = Field(0.28, gt=0.0, lt=10.0)
+    loss_aggregation: LossAggregation = "token_mean"
+    filter_zero_variance: bool = True
+    overlong_buffer_frac: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+register_algorithm(AlgorithmSpec(
+    name="dapo", description="clip-higher, token-mean loss, dynamic sampling, soft overlong penalty, no KL",
+    paper="arXiv:2503.14476", config=DAPOConfig, advantage=grpo_advantage, loss=clipped_surrogate_loss))

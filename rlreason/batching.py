@@ -9,10 +9,13 @@ from __future__ import annotations
 import torch
 
 from rlreason.algorithms import AdvantageInputs, AlgorithmConfig, get_algorithm
+from rlreason.algorithms.common import overlong_penalty
 from rlreason.types import ScoredGroup, TrainBatch
 
 
-def build_train_batch(groups: list[ScoredGroup], algo: AlgorithmConfig, pad_id: int = 0) -> TrainBatch:
+def build_train_batch(groups: list[ScoredGroup], algo: AlgorithmConfig, pad_id: int = 0,
+                      max_tokens: int | None = None) -> TrainBatch:
+    """Pad the groups into a batch; shape rewards (overlong penalty) and compute the algorithm's advantages."""
     rows = [(c, r.score, gid) for gid, g in enumerate(groups) for c, r in zip(g.completions, g.results)]
     width = max(len(c.prompt_ids) + len(c.completion_ids) for c, _, _ in rows)
     b = len(rows)
@@ -27,6 +30,9 @@ def build_train_batch(groups: list[ScoredGroup], algo: AlgorithmConfig, pad_id: 
         loss_mask[i, p: p + n] = 1.0
         rollout_logprobs[i, p: p + n] = torch.tensor(c.logprobs, dtype=torch.float32)
     rewards = torch.tensor([score for _, score, _ in rows], dtype=torch.float32)
+    if algo.overlong_buffer_frac > 0 and max_tokens:
+        lengths = torch.tensor([len(c.completion_ids) for c, _, _ in rows])
+        rewards = rewards + overlong_penalty(lengths, max_tokens, algo.overlong_buffer_frac, algo.overlong_penalty)
     group_ids = torch.tensor([gid for _, _, gid in rows], dtype=torch.long)
     advantages = get_algorithm(algo.name).advantage(AdvantageInputs(rewards, group_ids, loss_mask), algo)
     return TrainBatch(input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from rlreason.batching import build_train_batch
@@ -82,20 +82,44 @@ def push_weights(ctx: Context) -> float:
     return time.perf_counter() - start
 
 
-def rl_step(ctx: Context, problems: list[Problem]) -> dict[str, float]:
-    """One step of the loop; returns its flat metrics."""
+def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None = None
+            ) -> dict[str, float]:
+    """One step of the loop; returns its flat metrics. ``more(n)`` supplies refills for dynamic sampling."""
     import ray
 
     cfg, start = ctx.cfg, time.perf_counter()
-    r = cfg.rollout
-    generated = generate(ctx, problems, SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p))
-    gen_time = time.perf_counter() - start
-    groups = score(ctx, generated)
-    batch = build_train_batch(groups, cfg.algorithm)
+    groups, gen_time, dropped = collect_groups(ctx, problems, more)
+    batch = build_train_batch(groups, cfg.algorithm, max_tokens=cfg.rollout.max_tokens)
     stats = ray.get(ctx.learner.train_step.remote(batch))
     sync_time = push_weights(ctx)
     return {**rollout_metrics(groups, gen_time), **stats.metrics, "policy_version": stats.version,
-            "weight_sync_s": sync_time, "step_time_s": time.perf_counter() - start}
+            "filtered_groups": dropped, "weight_sync_s": sync_time, "step_time_s": time.perf_counter() - start}
+
+
+def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None,
+                   max_rounds: int = 3) -> tuple[list[ScoredGroup], float, int]:
+    """Generate and score a group per problem. With ``filter_zero_variance`` (DAPO's dynamic sampling), groups
+    whose rewards are all equal are dropped and replaced by new problems, up to ``max_rounds`` extra rounds.
+
+    Returns (groups, generation seconds, groups dropped)."""
+    cfg, r = ctx.cfg, ctx.cfg.rollout
+    sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p)
+    groups, gen_time, dropped, todo = [], 0.0, 0, problems
+    for round_ in range(max_rounds + 1):
+        start = time.perf_counter()
+        generated = generate(ctx, todo, sampling)
+        gen_time += time.perf_counter() - start
+        scored = score(ctx, generated)
+        if not cfg.algorithm.filter_zero_variance:
+            return scored, gen_time, 0
+        kept = [g for g in scored if len(set(g.rewards)) > 1]
+        dropped += len(scored) - len(kept)
+        groups += kept
+        missing = len(problems) - len(groups)
+        if missing <= 0 or more is None or round_ == max_rounds:
+            break
+        todo = more(missing)
+    return (groups[: len(problems)] or scored), gen_time, dropped
 
 
 def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, float]:

@@ -69,7 +69,8 @@ def _loop(ctx: Context, log: MetricsLogger, console, summary: RunSummary) -> Non
     cfg, stream = ctx.cfg, problem_stream(ctx.cfg)
     with StepProgress(console, cfg.train.steps) as progress:
         for step in range(1, cfg.train.steps + 1):
-            metrics = rl_step(ctx, list(itertools.islice(stream, cfg.rollout.prompts_per_step)))
+            metrics = rl_step(ctx, list(itertools.islice(stream, cfg.rollout.prompts_per_step)),
+                              more=lambda n: list(itertools.islice(stream, n)))
             log.write(step, metrics)
             progress.update(step, metrics)
             summary.steps = step

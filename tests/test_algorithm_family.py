@@ -99,3 +99,18 @@ def test_zero_advantages_give_zero_policy_gradient_for_every_algorithm():
     for name in ("grpo", "dr_grpo", "rloo", "gspo", "gmpo", "cispo"):
         _, grad = _loss_and_grad(name, torch.log(torch.rand(2, 3) * 0.5 + 0.2), torch.zeros(2, 3), mask)
         assert torch.count_nonzero(grad) == 0, name
+
+
+def test_overlong_penalty_by_hand():
+    from rlreason.algorithms.common import overlong_penalty
+
+    pen = overlong_penalty(torch.tensor([10, 40, 45, 50]), max_tokens=50, buffer_frac=0.2, penalty=1.0)
+    assert torch.allclose(pen, torch.tensor([0.0, 0.0, -0.5, -1.0]))
+    assert torch.count_nonzero(overlong_penalty(torch.tensor([50]), 50, 0.0, 1.0)) == 0
+
+
+def test_dapo_is_a_set_of_switches_on_shared_code():
+    cfg = _cfg("dapo")
+    assert (cfg.clip_eps_low, cfg.clip_eps_high, cfg.loss_aggregation) == (0.2, 0.28, "token_mean")
+    assert cfg.filter_zero_variance and cfg.overlong_buffer_frac > 0 and not cfg.needs_reference
+    assert get_algorithm("dapo").loss is get_algorithm("grpo").loss

@@ -49,6 +49,23 @@ def test_policy_version_advances_in_every_worker_and_training_lowers_the_loss(cl
     assert {c.policy_version for _, g in fresh for c in g} == {2}
 
 
+ALGORITHMS = ["grpo", "dr_grpo", "dapo", "rloo", "gspo", "gmpo", "cispo"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_each_algorithm_raises_reward_on_the_default_recipe(algorithm, tmp_path):
+    steps = 40
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlreason.cli", "train", f"algorithm.name={algorithm}", f"train.steps={steps}",
+         "rollout.max_tokens=64", "eval.before=false", "eval.after=false", f"output.dir={tmp_path}", "name=a"],
+        capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    rewards = [x["reward_mean"] for x in lines if x["kind"] == "train"]
+    assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10, rewards
+
+
 @pytest.mark.slow
 def test_default_recipe_short_run_raises_reward(tmp_path):
     """The CLI end to end: progress, metrics files, before/after evaluation, a saved model that loads."""
@@ -68,3 +85,16 @@ def test_default_recipe_short_run_raises_reward(tmp_path):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(summary["model_dir"])
+
+
+def test_dynamic_sampling_keeps_only_groups_with_mixed_rewards(cluster):
+    from rlreason.controller import collect_groups
+
+    ctx, _ = cluster
+    cfg = load_config(None, ["algorithm.name=dapo", "rollout.group_size=4"])
+    dapo_ctx = Context(cfg, ctx.workers, ctx.learner, ctx.scorer)
+    stream = problem_stream(cfg)
+    problems = list(itertools.islice(stream, 8))
+    groups, _, dropped = collect_groups(dapo_ctx, problems, more=lambda n: list(itertools.islice(stream, n)))
+    assert groups and all(len(set(g.rewards)) > 1 for g in groups)
+    assert dropped > 0 and len(groups) <= 8
