@@ -34,6 +34,10 @@ class AlgorithmConfig(BaseModel):
     overlong_buffer_frac: float = Field(0.0, ge=0.0, lt=1.0, description="soft overlong penalty over the last "
                                         "fraction of rollout.max_tokens (0: off)")
     overlong_penalty: float = Field(1.0, ge=0.0, description="reward subtracted at the length limit")
+    # Truncated importance sampling between the rollout engine's and the learner's logprobs (metrics always on):
+    tis_mode: Literal["off", "token", "sequence"] = "off"
+    tis_cap: float = Field(2.0, gt=0.0, description="importance weights above this are truncated or masked")
+    tis_action: Literal["truncate", "mask"] = "truncate"
 
     @property
     def needs_reference(self) -> bool:
@@ -58,6 +62,7 @@ class LossInputs:
     max_tokens: int  # the generation limit (the constant of seq_mean_token_sum_norm)
     ref_logprobs: torch.Tensor | None = None  # [B, T] reference policy, when cfg.needs_reference
     entropy: torch.Tensor | None = None  # [B, T] per-token entropy of the current policy (carries grad)
+    rollout_logprobs: torch.Tensor | None = None  # [B, T] the rollout engine's logprobs of the same tokens
 
 
 AdvantageFn = Callable[[AdvantageInputs, AlgorithmConfig], torch.Tensor]

@@ -88,3 +88,23 @@ def overlong_penalty(lengths: torch.Tensor, max_tokens: int, buffer_frac: float,
         return torch.zeros_like(lengths, dtype=torch.float32)
     over = (lengths.float() - (max_tokens - buffer)).clamp(min=0.0)
     return -penalty * (over / buffer).clamp(max=1.0)
+
+
+def rollout_importance_weights(inputs, cfg) -> tuple[torch.Tensor | None, dict[str, float]]:
+    """Truncated importance sampling (TIS) between the policy the learner holds (``old_logprobs``) and the
+    rollout engine that sampled (``rollout_logprobs``): w = pi_old / pi_rollout per token, or its product over the
+    sequence; weights above ``tis_cap`` are truncated to the cap or masked to 0. Returns ([B, T] detached weights,
+    or None when off, and metrics that are reported whether TIS is on or not)."""
+    if inputs.rollout_logprobs is None:
+        return None, {}
+    mask = inputs.loss_mask
+    log_w = (inputs.old_logprobs - inputs.rollout_logprobs).detach() * mask
+    if cfg.tis_mode == "sequence":
+        log_w = log_w.sum(1, keepdim=True).expand_as(mask)
+    w = torch.exp(log_w.clamp(max=20.0))
+    over = (w > cfg.tis_cap).float()
+    metrics = {"tis_weight_mean": masked_mean(w, mask), "tis_over_cap_frac": masked_mean(over, mask)}
+    if cfg.tis_mode == "off":
+        return None, metrics
+    weights = w.clamp(max=cfg.tis_cap) if cfg.tis_action == "truncate" else w * (1.0 - over)
+    return weights, metrics

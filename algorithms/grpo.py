@@ -17,7 +17,7 @@ from pydantic import Field
 from rlreason.algorithms.base import (AdvantageInputs, AlgorithmConfig, AlgorithmSpec, KLEstimator,
                                       LossAggregation, LossInputs, register_algorithm)
 from rlreason.algorithms.common import (aggregate, group_normalized_advantage, masked_mean,
-                                        regularizer_per_token)
+                                        regularizer_per_token, rollout_importance_weights)
 
 
 class GRPOConfig(AlgorithmConfig):
@@ -44,12 +44,15 @@ def clipped_surrogate_loss(inputs: LossInputs, cfg: GRPOConfig) -> tuple[torch.T
     clipped = torch.clamp(ratio, 1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high)
     adv = inputs.advantages
     per_token = -torch.minimum(ratio * adv, clipped * adv)
+    weights, tis_metrics = rollout_importance_weights(inputs, cfg)
+    if weights is not None:
+        per_token = per_token * weights
     metrics = {"clip_frac": masked_mean(((ratio * adv) > (clipped * adv)).float(), mask),
                "ratio_mean": masked_mean(ratio.detach(), mask)}
     extra, reg_metrics = regularizer_per_token(inputs, cfg)
     if extra is not None:
         per_token = per_token + extra
-    metrics.update(reg_metrics)
+    metrics.update(reg_metrics, **tis_metrics)
     loss = aggregate(per_token, mask, cfg.loss_aggregation, inputs.num_tokens, inputs.num_sequences,
                      inputs.max_tokens)
     return loss, metrics

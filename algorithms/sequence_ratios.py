@@ -15,12 +15,20 @@ import torch
 from pydantic import Field
 
 from rlreason.algorithms.base import AlgorithmSpec, LossAggregation, LossInputs, register_algorithm
-from rlreason.algorithms.common import aggregate, masked_mean, regularizer_per_token
+from rlreason.algorithms.common import aggregate, masked_mean, regularizer_per_token, rollout_importance_weights
 from rlreason.algorithms.grpo import GRPOConfig, grpo_advantage
 
 
 def _seq_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def _seq_weights(inputs: LossInputs, cfg) -> tuple[torch.Tensor, dict]:
+    """[B] rollout importance weights for sequence-level losses (the mean token weight; 1 when TIS is off)."""
+    weights, metrics = rollout_importance_weights(inputs, cfg)
+    if weights is None:
+        return torch.ones(inputs.loss_mask.shape[0]), metrics
+    return _seq_mean(weights, inputs.loss_mask), metrics
 
 
 def _with_regularizers(loss: torch.Tensor, inputs: LossInputs, cfg, metrics: dict) -> tuple:
@@ -43,12 +51,13 @@ def gspo_loss(inputs: LossInputs, cfg: GSPOConfig) -> tuple[torch.Tensor, dict[s
     seq_ratio = torch.exp(_seq_mean(inputs.logprobs - inputs.old_logprobs, mask))  # [B]
     adv = inputs.advantages.sum(1) / mask.sum(1).clamp(min=1.0)  # [B], the sequence's advantage
     clipped = seq_ratio.clamp(1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high)
-    per_seq = -torch.minimum(seq_ratio * adv, clipped * adv)
+    seq_w, tis = _seq_weights(inputs, cfg)
+    per_seq = -torch.minimum(seq_ratio * adv, clipped * adv) * seq_w
     has_tokens = (mask.sum(1) > 0).float()
     loss = (per_seq * has_tokens).sum() / max(inputs.num_sequences, 1.0)
     clip_frac = float(((seq_ratio * adv > clipped * adv).float() * has_tokens).sum() / has_tokens.sum().clamp(min=1))
     return _with_regularizers(loss, inputs, cfg, {"clip_frac": clip_frac,
-                                                  "ratio_mean": float(seq_ratio.detach().mean())})
+                                                  "ratio_mean": float(seq_ratio.detach().mean()), **tis})
 
 
 class GMPOConfig(GRPOConfig):
@@ -65,10 +74,11 @@ def gmpo_loss(inputs: LossInputs, cfg: GMPOConfig) -> tuple[torch.Tensor, dict[s
     seq_ratio = torch.exp(_seq_mean(clipped, mask))  # [B], geometric mean of clipped token ratios
     seq_adv = adv.sum(1) / mask.sum(1).clamp(min=1.0)
     has_tokens = (mask.sum(1) > 0).float()
-    loss = -(seq_ratio * seq_adv * has_tokens).sum() / max(inputs.num_sequences, 1.0)
+    seq_w, tis = _seq_weights(inputs, cfg)
+    loss = -(seq_ratio * seq_adv * seq_w * has_tokens).sum() / max(inputs.num_sequences, 1.0)
     clip_frac = masked_mean((clipped != log_ratio).float(), mask)
     return _with_regularizers(loss, inputs, cfg, {"clip_frac": clip_frac,
-                                                  "ratio_mean": float(seq_ratio.detach().mean())})
+                                                  "ratio_mean": float(seq_ratio.detach().mean()), **tis})
 
 
 class CISPOConfig(GRPOConfig):
@@ -81,12 +91,15 @@ def cispo_loss(inputs: LossInputs, cfg: CISPOConfig) -> tuple[torch.Tensor, dict
     mask = inputs.loss_mask
     ratio = torch.exp(inputs.logprobs - inputs.old_logprobs)
     weight = ratio.clamp(max=1 + cfg.clip_eps_high).detach()
+    tis_weights, tis = rollout_importance_weights(inputs, cfg)
+    if tis_weights is not None:
+        weight = weight * tis_weights
     per_token = -weight * inputs.advantages * inputs.logprobs
     loss = aggregate(per_token, mask, cfg.loss_aggregation, inputs.num_tokens, inputs.num_sequences,
                      inputs.max_tokens)
     return _with_regularizers(loss, inputs, cfg, {
         "clip_frac": masked_mean((ratio > 1 + cfg.clip_eps_high).float(), mask),
-        "ratio_mean": masked_mean(ratio.detach(), mask)})
+        "ratio_mean": masked_mean(ratio.detach(), mask), **tis})
 
 
 register_algorithm(AlgorithmSpec("gspo", "sequence-level length-normalised ratio and clipping",

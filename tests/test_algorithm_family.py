@@ -114,3 +114,24 @@ def test_dapo_is_a_set_of_switches_on_shared_code():
     assert (cfg.clip_eps_low, cfg.clip_eps_high, cfg.loss_aggregation) == (0.2, 0.28, "token_mean")
     assert cfg.filter_zero_variance and cfg.overlong_buffer_frac > 0 and not cfg.needs_reference
     assert get_algorithm("dapo").loss is get_algorithm("grpo").loss
+
+
+def test_truncated_importance_sampling_weights_by_hand():
+    mask = torch.ones(1, 2)
+    logp = torch.log(torch.tensor([[0.5, 0.25]]))
+    rollout = torch.log(torch.tensor([[0.1, 0.5]]))  # token weights 5 and 0.5; sequence weight 2.5
+
+    def run(**kw):
+        inputs = LossInputs(logprobs=logp, old_logprobs=logp, advantages=torch.ones(1, 2), loss_mask=mask,
+                            num_tokens=2.0, num_sequences=1.0, max_tokens=2, rollout_logprobs=rollout)
+        return get_algorithm("grpo").loss(inputs, _cfg("grpo", loss_aggregation="token_mean", **kw))
+
+    loss, metrics = run()  # off: plain loss, metrics still reported
+    assert torch.isclose(loss, torch.tensor(-1.0)) and metrics["tis_over_cap_frac"] == 0.5
+    assert abs(metrics["tis_weight_mean"] - 2.75) < 1e-5
+    loss, _ = run(tis_mode="token", tis_cap=2.0)
+    assert torch.isclose(loss, torch.tensor(-(2.0 + 0.5) / 2))
+    loss, _ = run(tis_mode="token", tis_cap=2.0, tis_action="mask")
+    assert torch.isclose(loss, torch.tensor(-(0.0 + 0.5) / 2))
+    loss, _ = run(tis_mode="sequence", tis_cap=3.0)
+    assert torch.isclose(loss, torch.tensor(-2.5))

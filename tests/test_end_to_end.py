@@ -69,7 +69,7 @@ def test_each_algorithm_raises_reward_on_the_default_recipe(algorithm, tmp_path)
 @pytest.mark.slow
 def test_default_recipe_short_run_raises_reward(tmp_path):
     """The CLI end to end: progress, metrics files, before/after evaluation, a saved model that loads."""
-    steps = 40
+    steps = 60
     proc = subprocess.run(
         [sys.executable, "-m", "rlreason.cli", "train", f"train.steps={steps}", "tasks.eval=[arithmetic]",
          f"output.dir={tmp_path}", "name=slow"], capture_output=True, text=True, timeout=1500)
@@ -78,9 +78,9 @@ def test_default_recipe_short_run_raises_reward(tmp_path):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     train = [x["reward_mean"] for x in lines if x["kind"] == "train"]
     assert len(train) == steps
-    assert sum(train[-5:]) / 5 > sum(train[:5]) / 5 + 0.05
+    assert sum(train[-10:]) / 10 > sum(train[:10]) / 10
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["after"]["arithmetic/accuracy"] > summary["before"]["arithmetic/accuracy"]
+    assert summary["after"]["arithmetic/accuracy"] > summary["before"]["arithmetic/accuracy"] + 0.05
     assert list((run / "tensorboard").iterdir())
     from transformers import AutoModelForCausalLM
 

@@ -77,7 +77,8 @@ class Learner:
                 logprobs=logp, old_logprobs=logp.detach() if old is None else old[micro],
                 advantages=batch.advantages[micro], loss_mask=batch.loss_mask[micro], num_tokens=num_tokens,
                 num_sequences=num_seqs, max_tokens=self.cfg.rollout.max_tokens,
-                ref_logprobs=None if ref is None else ref[micro], entropy=entropy)
+                ref_logprobs=None if ref is None else ref[micro], entropy=entropy,
+                rollout_logprobs=batch.rollout_logprobs[micro])
             loss, algo_metrics = self.spec.loss(inputs, self.algo)
             loss.backward()
             share = float(batch.loss_mask[micro].sum()) / max(num_tokens, 1.0)
