@@ -63,9 +63,9 @@ def run_function(source: str, entry_point: str, inputs: list) -> list[str]:
     try:
         with tempfile.TemporaryDirectory(prefix="rlreason-run-") as workdir:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _HARNESS, str(write_fd)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, cwd=workdir, env={"PYTHONHASHSEED": "0"}, pass_fds=(write_fd,),
-                preexec_fn=_limit_resources)
+                [sys.executable, "-I", "-S", "-c", _HARNESS, str(write_fd)], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir, env={"PYTHONHASHSEED": "0"},
+                pass_fds=(write_fd,), preexec_fn=_limit_resources)
             os.close(write_fd)
             write_fd = -1
             try:

@@ -1,6 +1,5 @@
 """A user's own algorithm in their own module: plain REINFORCE with a group-mean baseline."""
 
-import torch
 
 from rlreason.algorithms import AlgorithmConfig, AlgorithmSpec, register_algorithm
 from rlreason.algorithms.common import group_normalized_advantage
