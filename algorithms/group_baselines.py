@@ -1,13 +1,15 @@
 """GRPO's relatives that change only the baseline or the normalisations; they reuse GRPO's clipped surrogate.
 
 - ``dr_grpo`` (Liu et al., "Understanding R1-Zero-Like Training", arXiv 2503.20783): no division by the group std
-  (``scale_rewards=False``) and no per-length normalisation: each sequence's token sum over a constant
+  (``scale_rewards="none"``) and no per-length normalisation: each sequence's token sum over a constant
   (``seq_mean_token_sum_norm``), which removes GRPO's bias towards long wrong answers.
 - ``rloo`` (Ahmadian et al., "Back to Basics", arXiv 2402.14740): leave-one-out baseline,
   A_i = r_i - mean_{j != i} r_j = G/(G-1) * (r_i - mean_j r_j), on the sequence log-probability (token sum).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -19,7 +21,7 @@ from rlreason.algorithms.grpo import GRPOConfig, clipped_surrogate_loss, grpo_ad
 
 class DrGRPOConfig(GRPOConfig):
     name: str = "dr_grpo"
-    scale_rewards: bool = False
+    scale_rewards: Literal["group", "batch", "none"] = "none"
     loss_aggregation: LossAggregation = "seq_mean_token_sum_norm"
 
 

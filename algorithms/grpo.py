@@ -11,6 +11,8 @@ saves a model copy. Set ``kl_coef: 0.04`` for the paper's setting.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
@@ -24,7 +26,8 @@ class GRPOConfig(AlgorithmConfig):
     name: str = "grpo"
     clip_eps_low: float = Field(0.2, gt=0.0, lt=1.0, description="lower ratio clip: rho >= 1 - clip_eps_low")
     clip_eps_high: float = Field(0.2, gt=0.0, lt=10.0, description="upper ratio clip: rho <= 1 + clip_eps_high")
-    scale_rewards: bool = Field(True, description="divide group-centred rewards by the group std")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide group-centred rewards by the std of their group, of the whole batch, or not")
     kl_estimator: KLEstimator = "k3"
     loss_aggregation: LossAggregation = "seq_mean_token_mean"
 
@@ -32,7 +35,9 @@ class GRPOConfig(AlgorithmConfig):
 
 def grpo_advantage(inputs: AdvantageInputs, cfg: GRPOConfig) -> torch.Tensor:
     """[B] rewards -> [B, T] advantages, constant over each completion's tokens, zero elsewhere."""
-    adv = group_normalized_advantage(inputs.rewards, inputs.group_ids, scale=cfg.scale_rewards)
+    adv = group_normalized_advantage(inputs.rewards, inputs.group_ids, scale=cfg.scale_rewards == "group")
+    if cfg.scale_rewards == "batch":  # batch-level normalisation (as in ScaleRL, arXiv 2510.13786)
+        adv = adv / (adv.std() + 1e-6) if adv.numel() > 1 else adv
     return adv[:, None] * inputs.loss_mask
 
 

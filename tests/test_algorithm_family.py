@@ -40,7 +40,7 @@ def test_dr_grpo_is_grpo_without_the_normalisations():
     mask = torch.tensor([[1.0, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0]])
     inputs = AdvantageInputs(rewards, groups, mask)
     dr_adv = get_algorithm("dr_grpo").advantage(inputs, _cfg("dr_grpo"))
-    assert torch.allclose(dr_adv, get_algorithm("grpo").advantage(inputs, _cfg("grpo", scale_rewards=False)))
+    assert torch.allclose(dr_adv, get_algorithm("grpo").advantage(inputs, _cfg("grpo", scale_rewards="none")))
     logp = torch.log(torch.rand(4, 3) * 0.5 + 0.25)
     a, ga = _loss_and_grad("dr_grpo", logp, dr_adv, mask)
     b, gb = _loss_and_grad("grpo", logp, dr_adv, mask, loss_aggregation="seq_mean_token_sum_norm")

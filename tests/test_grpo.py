@@ -21,7 +21,7 @@ def test_group_normalized_advantage_by_hand():
     expected = torch.tensor([2 / 3, -1 / 3, -1 / 3]) / (std + 1e-6)
     assert torch.allclose(adv[:3, 0], expected, atol=1e-5)
     assert torch.allclose(adv[3:], torch.zeros(3, 2))  # a solved group teaches nothing
-    unscaled = GRPO.advantage(AdvantageInputs(rewards, groups, mask), _cfg(scale_rewards=False))
+    unscaled = GRPO.advantage(AdvantageInputs(rewards, groups, mask), _cfg(scale_rewards="none"))
     assert torch.allclose(unscaled[:3, 1], torch.tensor([2 / 3, -1 / 3, -1 / 3]))
 
 
@@ -84,3 +84,11 @@ def test_kl_term_enters_the_loss_when_a_reference_is_given():
     loss, metrics = GRPO.loss(_inputs(logp, torch.zeros(1, 2), mask, ref_logprobs=ref), _cfg(kl_coef=0.1))
     k3 = 0.5 - 1 + torch.log(torch.tensor(2.0))
     assert torch.isclose(loss, 0.1 * k3) and abs(metrics["kl"] - float(k3)) < 1e-6
+
+
+def test_batch_scope_divides_by_the_batch_std():
+    rewards = torch.tensor([1.0, 0.0, 3.0, 1.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    adv = GRPO.advantage(AdvantageInputs(rewards, groups, torch.ones(4, 1)), _cfg(scale_rewards="batch"))
+    centred = torch.tensor([0.5, -0.5, 1.0, -1.0])
+    assert torch.allclose(adv[:, 0], centred / (centred.std() + 1e-6))
