@@ -28,6 +28,8 @@ class GRPOConfig(AlgorithmConfig):
     clip_eps_high: float = Field(0.2, gt=0.0, lt=10.0, description="upper ratio clip: rho <= 1 + clip_eps_high")
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "group", description="divide group-centred rewards by the std of their group, of the whole batch, or not")
+    dual_clip: float | None = Field(None, gt=1.0, description="dual-clip constant c: for negative advantages the "
+                                    "token objective is at least c * A (Ye et al., arXiv 1912.09729); None: off")
     kl_estimator: KLEstimator = "k3"
     loss_aggregation: LossAggregation = "seq_mean_token_mean"
 
@@ -49,6 +51,8 @@ def clipped_surrogate_loss(inputs: LossInputs, cfg: GRPOConfig) -> tuple[torch.T
     clipped = torch.clamp(ratio, 1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high)
     adv = inputs.advantages
     per_token = -torch.minimum(ratio * adv, clipped * adv)
+    if cfg.dual_clip is not None:  # bound the loss of very large ratios on negative advantages
+        per_token = torch.where(adv < 0, torch.minimum(per_token, -cfg.dual_clip * adv), per_token)
     weights, tis_metrics = rollout_importance_weights(inputs, cfg)
     if weights is not None:
         per_token = per_token * weights

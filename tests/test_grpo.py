@@ -92,3 +92,16 @@ def test_batch_scope_divides_by_the_batch_std():
     adv = GRPO.advantage(AdvantageInputs(rewards, groups, torch.ones(4, 1)), _cfg(scale_rewards="batch"))
     centred = torch.tensor([0.5, -0.5, 1.0, -1.0])
     assert torch.allclose(adv[:, 0], centred / (centred.std() + 1e-6))
+
+
+def test_dual_clip_bounds_the_loss_of_large_ratios_on_negative_advantages():
+    old = torch.log(torch.tensor([[0.05, 0.05]]))
+    logp = torch.log(torch.tensor([[0.5, 0.5]])).requires_grad_()  # ratio 10
+    inputs = LossInputs(logprobs=logp, old_logprobs=old, advantages=torch.tensor([[-1.0, 1.0]]),
+                        loss_mask=torch.ones(1, 2), num_tokens=2.0, num_sequences=1.0, max_tokens=2)
+    plain, _ = GRPO.loss(inputs, _cfg(loss_aggregation="token_mean"))
+    assert torch.isclose(plain, torch.tensor((10.0 - 1.2) / 2))
+    loss, _ = GRPO.loss(inputs, _cfg(loss_aggregation="token_mean", dual_clip=3.0))
+    assert torch.isclose(loss, torch.tensor((3.0 - 1.2) / 2))
+    loss.backward()
+    assert torch.count_nonzero(logp.grad) == 0
