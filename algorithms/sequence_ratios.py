@@ -27,7 +27,7 @@ def _seq_weights(inputs: LossInputs, cfg) -> tuple[torch.Tensor, dict]:
     """[B] rollout importance weights for sequence-level losses (the mean token weight; 1 when TIS is off)."""
     weights, metrics = rollout_importance_weights(inputs, cfg)
     if weights is None:
-        return torch.ones(inputs.loss_mask.shape[0]), metrics
+        return inputs.loss_mask.new_ones(inputs.loss_mask.shape[0]), metrics  # same device as the batch
     return _seq_mean(weights, inputs.loss_mask), metrics
 
 
@@ -49,7 +49,7 @@ class GSPOConfig(GRPOConfig):
 def gspo_loss(inputs: LossInputs, cfg: GSPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
     mask = inputs.loss_mask
     seq_ratio = torch.exp(_seq_mean(inputs.logprobs - inputs.old_logprobs, mask))  # [B]
-    adv = inputs.advantages.sum(1) / mask.sum(1).clamp(min=1.0)  # [B], the sequence's advantage
+    adv = _seq_mean(inputs.advantages, mask)  # [B], the sequence's advantage
     clipped = seq_ratio.clamp(1 - cfg.clip_eps_low, 1 + cfg.clip_eps_high)
     seq_w, tis = _seq_weights(inputs, cfg)
     per_seq = -torch.minimum(seq_ratio * adv, clipped * adv) * seq_w
@@ -72,7 +72,7 @@ def gmpo_loss(inputs: LossInputs, cfg: GMPOConfig) -> tuple[torch.Tensor, dict[s
     # pessimistic bound in log space: min(sign*lr, sign*clip(lr)) * sign
     clipped = sign * torch.minimum(sign * log_ratio, sign * log_ratio.clamp(-cfg.log_clip, cfg.log_clip))
     seq_ratio = torch.exp(_seq_mean(clipped, mask))  # [B], geometric mean of clipped token ratios
-    seq_adv = adv.sum(1) / mask.sum(1).clamp(min=1.0)
+    seq_adv = _seq_mean(adv, mask)
     has_tokens = (mask.sum(1) > 0).float()
     seq_w, tis = _seq_weights(inputs, cfg)
     loss = -(seq_ratio * seq_adv * seq_w * has_tokens).sum() / max(inputs.num_sequences, 1.0)

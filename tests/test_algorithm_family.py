@@ -135,3 +135,13 @@ def test_truncated_importance_sampling_weights_by_hand():
     assert torch.isclose(loss, torch.tensor(-(0.0 + 0.5) / 2))
     loss, _ = run(tis_mode="sequence", tis_cap=3.0)
     assert torch.isclose(loss, torch.tensor(-2.5))
+
+
+def test_sequence_losses_keep_their_weights_on_the_batch_device():
+    # With TIS off, GSPO/GMPO weigh sequences by ones; they must be created like the batch, not on the CPU.
+    from rlreason.algorithms.sequence_ratios import _seq_weights
+
+    mask = torch.ones(2, 3, dtype=torch.float64)
+    weights, _ = _seq_weights(_inputs(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3), mask),
+                              _cfg("gspo"))
+    assert weights.dtype == mask.dtype and weights.device == mask.device and weights.tolist() == [1.0, 1.0]
