@@ -49,13 +49,6 @@ class Registry(Generic[T]):
         load_plugins()
         return sorted(self._items)
 
-    def __contains__(self, name: str) -> bool:
-        try:
-            self.get(name)
-        except UnknownNameError:
-            return False
-        return True
-
     def get(self, name: str) -> T:
         load_plugins()
         if name in self._items:
