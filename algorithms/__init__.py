@@ -3,4 +3,4 @@
 from rlreason.algorithms.base import (ALGORITHMS, AdvantageInputs, AlgorithmConfig, AlgorithmSpec,  # noqa: F401
                                       LossInputs, get_algorithm, register_algorithm)
 from rlreason.algorithms import grpo  # noqa: F401,E402
-from rlreason.algorithms import group_baselines, sequence_ratios  # noqa: F401,E402
+from rlreason.algorithms import group_baselines, sequence_ratios, token_level  # noqa: F401,E402

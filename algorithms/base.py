@@ -1,7 +1,8 @@
 """The algorithm interface: one input record per function kind, a spec per algorithm, a registry of specs.
 
-The learner never asks which algorithm runs: it calls ``spec.loss(LossInputs, cfg)``. The controller calls
-``spec.advantage(AdvantageInputs, cfg)`` and reads capability flags from the config (``needs_reference``).
+The learner never asks which algorithm runs: before its optimizer steps it computes the frozen quantities the
+config's capability flags ask for (reference logprobs, critic values), then calls ``spec.advantage`` and, per
+micro-batch, ``spec.loss``. The controller reads the flags too (``needs_greedy_baseline``), never the name.
 Variants that differ by a switch are config fields of shared functions in :mod:`rlreason.algorithms.common`.
 """
 
@@ -16,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlreason.registry import Registry
 
-LossAggregation = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"]
+LossAggregation = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm",
+                          "prompt_mean_token_mean"]
 KLEstimator = Literal["k1", "k2", "k3"]
+KLLocation = Literal["loss", "reward"]
 
 
 class AlgorithmConfig(BaseModel):
@@ -27,6 +30,8 @@ class AlgorithmConfig(BaseModel):
 
     name: str
     kl_coef: float = Field(0.0, ge=0.0, description="weight of the KL-to-reference term (0: no reference model)")
+    kl_location: KLLocation = Field("loss", description="KL as a loss term, or as a per-token penalty in the "
+                                                        "reward (before advantages)")
     entropy_coef: float = Field(0.0, ge=0.0, description="entropy bonus weight")
     # Switches the controller reads (capabilities, not names):
     filter_zero_variance: bool = Field(False, description="drop groups with all-equal rewards and refill the "
@@ -43,12 +48,33 @@ class AlgorithmConfig(BaseModel):
     def needs_reference(self) -> bool:
         return self.kl_coef > 0
 
+    @property
+    def kl_in_reward(self) -> bool:
+        return self.kl_coef > 0 and self.kl_location == "reward"
+
+    @property
+    def needs_value_model(self) -> bool:
+        """A learned critic: the learner builds one and passes values to the advantage and loss functions."""
+        return False
+
+    @property
+    def needs_greedy_baseline(self) -> bool:
+        """One extra greedy completion per prompt, scored, its reward given as ``baseline_rewards``."""
+        return False
+
 
 @dataclass(frozen=True)
 class AdvantageInputs:
-    rewards: torch.Tensor  # [B] float, one scalar reward per completion
+    """What an advantage function may read. With KL in the reward, ``token_rewards`` carries the per-token
+    penalty and ``rewards`` is each completion's total (score plus its summed penalty), so outcome-level
+    algorithms see the KL too."""
+
+    rewards: torch.Tensor  # [B] float, one scalar return per completion
     group_ids: torch.Tensor  # [B] long, completions of the same prompt share an id
     loss_mask: torch.Tensor  # [B, T] float, 1 on completion tokens
+    token_rewards: torch.Tensor | None = None  # [B, T]: score on the last completion token, minus beta * KL_t
+    values: torch.Tensor | None = None  # [B, T] critic values, when cfg.needs_value_model
+    baseline_rewards: torch.Tensor | None = None  # [B] reward of the prompt's greedy completion
 
 
 @dataclass(frozen=True)
@@ -63,10 +89,17 @@ class LossInputs:
     ref_logprobs: torch.Tensor | None = None  # [B, T] reference policy, when cfg.needs_reference
     entropy: torch.Tensor | None = None  # [B, T] per-token entropy of the current policy (carries grad)
     rollout_logprobs: torch.Tensor | None = None  # [B, T] the rollout engine's logprobs of the same tokens
+    group_ids: torch.Tensor | None = None  # [B] prompt of each row
+    group_tokens: torch.Tensor | None = None  # [B] completion tokens of the row's prompt in the optimizer step
+    num_groups: float = 0.0  # prompts in the optimizer step
+    values: torch.Tensor | None = None  # [B, T] critic values (carry grad), when cfg.needs_value_model
+    old_values: torch.Tensor | None = None  # [B, T] critic values before the step
+    returns: torch.Tensor | None = None  # [B, T] value targets
 
 
 AdvantageFn = Callable[[AdvantageInputs, AlgorithmConfig], torch.Tensor]
 LossFn = Callable[[LossInputs, AlgorithmConfig], tuple[torch.Tensor, dict[str, float]]]
+ValueTargetFn = Callable[[AdvantageInputs, AlgorithmConfig], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,7 @@ class AlgorithmSpec:
     config: type[AlgorithmConfig]
     advantage: AdvantageFn
     loss: LossFn
+    value_targets: ValueTargetFn | None = None  # [B, T] critic targets; required when the config needs a critic
 
 
 ALGORITHMS: Registry[AlgorithmSpec] = Registry("algorithm")

@@ -37,10 +37,13 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
 
 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_tokens: float,
-              num_sequences: float, max_tokens: int) -> torch.Tensor:
+              num_sequences: float, max_tokens: int, group_tokens: torch.Tensor | None = None,
+              num_groups: float = 0.0) -> torch.Tensor:
     """Reduce a [B, T] per-token loss to a scalar; denominators are for the whole optimizer step.
 
     - token_mean: sum over all tokens / all tokens (DAPO, 2503.14476): long answers weigh more.
+    - prompt_mean_token_mean: mean over all tokens of a prompt's completions, then over prompts (ScaleRL,
+      2510.13786): every prompt counts once, and within it every token. Needs ``group_tokens`` ([B]).
     - seq_mean_token_mean: mean over each sequence's tokens, then over sequences (GRPO).
     - seq_mean_token_sum: sum over each sequence's tokens, then mean over sequences.
     - seq_mean_token_sum_norm: sum over tokens / max_tokens, then mean over sequences (Dr.GRPO, 2503.20783).
@@ -48,6 +51,10 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_tokens
     masked = per_token * mask
     if mode == "token_mean":
         return masked.sum() / max(num_tokens, 1.0)
+    if mode == "prompt_mean_token_mean":
+        if group_tokens is None:
+            raise ValueError("prompt_mean_token_mean needs the per-row token count of each prompt")
+        return (masked.sum(dim=1) / group_tokens.clamp(min=1.0)).sum() / max(num_groups, 1.0)
     seq_sum = masked.sum(dim=1)
     if mode == "seq_mean_token_mean":
         seq = seq_sum / mask.sum(dim=1).clamp(min=1.0)
@@ -60,6 +67,12 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_tokens
     return seq.sum() / max(num_sequences, 1.0)
 
 
+def aggregate_inputs(per_token: torch.Tensor, inputs, mode: str) -> torch.Tensor:
+    """``aggregate`` with the step's counts taken from a ``LossInputs``."""
+    return aggregate(per_token, inputs.loss_mask, mode, inputs.num_tokens, inputs.num_sequences,
+                     inputs.max_tokens, inputs.group_tokens, inputs.num_groups)
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float((values * mask).sum() / mask.sum().clamp(min=1.0))
 
@@ -70,7 +83,7 @@ def regularizer_per_token(inputs, cfg) -> tuple[torch.Tensor | None, dict[str, f
     ``inputs`` is a ``LossInputs``; ``cfg`` any ``AlgorithmConfig`` (``kl_coef``, ``kl_estimator``, ``entropy_coef``).
     """
     extra, metrics = None, {}
-    if inputs.ref_logprobs is not None and cfg.kl_coef > 0:
+    if inputs.ref_logprobs is not None and cfg.kl_coef > 0 and cfg.kl_location == "loss":
         kl = kl_penalty(inputs.logprobs, inputs.ref_logprobs, getattr(cfg, "kl_estimator", "k3"))
         extra = cfg.kl_coef * kl
         metrics["kl"] = masked_mean(kl.detach(), inputs.loss_mask)
@@ -108,3 +121,59 @@ def rollout_importance_weights(inputs, cfg) -> tuple[torch.Tensor | None, dict[s
         return None, metrics
     weights = w.clamp(max=cfg.tis_cap) if cfg.tis_action == "truncate" else w * (1.0 - over)
     return weights, metrics
+
+
+# -- token-level returns (PPO, REINFORCE++) ------------------------------------------------------------------
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """[B, T] completion mask -> [B] index of each row's last completion token (0 for empty rows)."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return (positions * (mask > 0)).max(dim=1).values
+
+
+def token_level_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None = None,
+                        kl_coef: float = 0.0) -> torch.Tensor:
+    """The outcome score on each completion's last token, minus ``kl_coef * kl_t`` on every token. [B, T]"""
+    out = torch.zeros_like(mask, dtype=torch.float32)
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    out[rows, last_token_index(mask)] = scores.float() * (mask.sum(1) > 0).float()
+    if kl is not None and kl_coef > 0:
+        out = out - kl_coef * kl.detach() * mask
+    return out
+
+
+def returns_to_go(token_rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """G_t = sum_{s >= t} gamma^(s - t) r_s over completion tokens. [B, T] -> [B, T]"""
+    out, running = torch.zeros_like(token_rewards), token_rewards.new_zeros(token_rewards.shape[0])
+    for t in range(token_rewards.shape[1] - 1, -1, -1):
+        running = token_rewards[:, t] + gamma * running * mask[:, t]
+        out[:, t] = running * mask[:, t]
+    return out
+
+
+def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
+        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al., arXiv 1506.02438) over completion tokens.
+
+    delta_t = r_t + gamma * V_{t+1} - V_t (V after the last token is 0), A_t = delta_t + gamma * lam * A_{t+1}.
+    Returns (advantages, returns = advantages + values), both [B, T] and 0 off the mask."""
+    values = values.detach() * mask
+    adv = torch.zeros_like(token_rewards)
+    next_value = next_adv = token_rewards.new_zeros(token_rewards.shape[0])
+    for t in range(token_rewards.shape[1] - 1, -1, -1):
+        m = mask[:, t]
+        delta = token_rewards[:, t] + gamma * next_value - values[:, t]
+        current = (delta + gamma * lam * next_adv) * m
+        adv[:, t] = current
+        # off the mask (padding, prompt) carry the next token's state through unchanged
+        next_value = torch.where(m > 0, values[:, t], next_value)
+        next_adv = torch.where(m > 0, current, next_adv)
+    return adv, (adv + values) * mask
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """Normalise over every masked entry of the batch (global normalisation): (x - mean) / std."""
+    n = mask.sum().clamp(min=1.0)
+    mean = (values * mask).sum() / n
+    var = (((values - mean) * mask) ** 2).sum() / n
+    out = (values - mean) if shift_mean else values
+    return out * torch.rsqrt(var + eps) * mask

@@ -5,6 +5,11 @@
   (``seq_mean_token_sum_norm``), which removes GRPO's bias towards long wrong answers.
 - ``rloo`` (Ahmadian et al., "Back to Basics", arXiv 2402.14740): leave-one-out baseline,
   A_i = r_i - mean_{j != i} r_j = G/(G-1) * (r_i - mean_j r_j), on the sequence log-probability (token sum).
+- ``remax`` (Li et al., arXiv 2310.10505): the baseline is the reward of the prompt's greedy completion,
+  A_i = r_i - r(greedy); the controller samples that extra completion (``needs_greedy_baseline``).
+- ``opo`` (Hao et al., "On-Policy RL with Optimal Reward Baseline", arXiv 2505.23585): the length-weighted
+  group mean b = sum_j l_j r_j / sum_j l_j, the variance-minimising baseline when the gradient norm of a
+  completion grows with its length; strictly on-policy (one optimizer step per batch, as the defaults are).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pydantic import Field
 
 from rlreason.algorithms.base import AdvantageInputs, AlgorithmSpec, LossAggregation, register_algorithm
 from rlreason.algorithms.common import group_normalized_advantage
-from rlreason.algorithms.grpo import GRPOConfig, clipped_surrogate_loss, grpo_advantage
+from rlreason.algorithms.grpo import ClipConfig, GRPOConfig, clipped_surrogate_loss, grpo_advantage
 
 
 class DrGRPOConfig(GRPOConfig):
@@ -64,3 +69,42 @@ class DAPOConfig(GRPOConfig):
 register_algorithm(AlgorithmSpec(
     name="dapo", description="clip-higher, token-mean loss, dynamic sampling, soft overlong penalty, no KL",
     paper="arXiv:2503.14476", config=DAPOConfig, advantage=grpo_advantage, loss=clipped_surrogate_loss))
+
+
+class ReMaxConfig(ClipConfig):
+    name: str = "remax"
+    loss_aggregation: LossAggregation = "seq_mean_token_sum"
+
+    @property
+    def needs_greedy_baseline(self) -> bool:
+        return True
+
+
+def greedy_baseline_advantage(inputs: AdvantageInputs, cfg: ReMaxConfig) -> torch.Tensor:
+    if inputs.baseline_rewards is None:
+        raise ValueError("remax needs the greedy completion's reward (AdvantageInputs.baseline_rewards)")
+    return (inputs.rewards - inputs.baseline_rewards)[:, None] * inputs.loss_mask
+
+
+class OPOConfig(ClipConfig):
+    name: str = "opo"
+    loss_aggregation: LossAggregation = "seq_mean_token_sum"
+
+
+def length_weighted_baseline_advantage(inputs: AdvantageInputs, cfg: OPOConfig) -> torch.Tensor:
+    lengths = inputs.loss_mask.sum(1)
+    adv = torch.zeros_like(inputs.rewards, dtype=torch.float32)
+    for gid in torch.unique(inputs.group_ids):
+        idx = inputs.group_ids == gid
+        r, n = inputs.rewards[idx].float(), lengths[idx]
+        adv[idx] = r - (n * r).sum() / n.sum().clamp(min=1.0)
+    return adv[:, None] * inputs.loss_mask
+
+
+register_algorithm(AlgorithmSpec(
+    name="remax", description="REINFORCE with the greedy completion's reward as the baseline",
+    paper="arXiv:2310.10505", config=ReMaxConfig, advantage=greedy_baseline_advantage, loss=clipped_surrogate_loss))
+register_algorithm(AlgorithmSpec(
+    name="opo", description="length-weighted group-mean baseline (optimal baseline), strictly on-policy",
+    paper="arXiv:2505.23585", config=OPOConfig, advantage=length_weighted_baseline_advantage,
+    loss=clipped_surrogate_loss))

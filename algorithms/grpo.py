@@ -18,21 +18,35 @@ from pydantic import Field
 
 from rlreason.algorithms.base import (AdvantageInputs, AlgorithmConfig, AlgorithmSpec, KLEstimator,
                                       LossAggregation, LossInputs, register_algorithm)
-from rlreason.algorithms.common import (aggregate, group_normalized_advantage, masked_mean,
+from rlreason.algorithms.common import (aggregate_inputs, group_normalized_advantage, masked_mean,
                                         regularizer_per_token, rollout_importance_weights)
 
 
-class GRPOConfig(AlgorithmConfig):
-    name: str = "grpo"
-    clip_eps_low: float = Field(0.2, gt=0.0, lt=1.0, description="lower ratio clip: rho >= 1 - clip_eps_low")
-    clip_eps_high: float = Field(0.2, gt=0.0, lt=10.0, description="upper ratio clip: rho <= 1 + clip_eps_high")
-    scale_rewards: Literal["group", "batch", "none"] = Field(
-        "group", description="divide group-centred rewards by the std of their group, of the whole batch, or not")
-    dual_clip: float | None = Field(None, gt=1.0, description="dual-clip constant c: for negative advantages the "
-                                    "token objective is at least c * A (Ye et al., arXiv 1912.09729); None: off")
+class PolicyConfig(AlgorithmConfig):
+    """Fields of every policy-gradient loss here: how the KL is estimated and how tokens are averaged."""
+
     kl_estimator: KLEstimator = "k3"
     loss_aggregation: LossAggregation = "seq_mean_token_mean"
 
+
+class ClipConfig(PolicyConfig):
+    """The clipped token-ratio surrogate's fields (``clipped_surrogate_loss``)."""
+
+    clip_eps_low: float = Field(0.2, gt=0.0, lt=1.0, description="lower ratio clip: rho >= 1 - clip_eps_low")
+    clip_eps_high: float = Field(0.2, gt=0.0, lt=10.0, description="upper ratio clip: rho <= 1 + clip_eps_high")
+    dual_clip: float | None = Field(None, gt=1.0, description="dual-clip constant c: for negative advantages the "
+                                    "token objective is at least c * A (Ye et al., arXiv 1912.09729); None: off")
+
+
+class GroupConfig(PolicyConfig):
+    """Group-relative advantages (``grpo_advantage``)."""
+
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide group-centred rewards by the std of their group, of the whole batch, or not")
+
+
+class GRPOConfig(GroupConfig, ClipConfig):
+    name: str = "grpo"
 
 
 def grpo_advantage(inputs: AdvantageInputs, cfg: GRPOConfig) -> torch.Tensor:
@@ -62,9 +76,7 @@ def clipped_surrogate_loss(inputs: LossInputs, cfg: GRPOConfig) -> tuple[torch.T
     if extra is not None:
         per_token = per_token + extra
     metrics.update(reg_metrics, **tis_metrics)
-    loss = aggregate(per_token, mask, cfg.loss_aggregation, inputs.num_tokens, inputs.num_sequences,
-                     inputs.max_tokens)
-    return loss, metrics
+    return aggregate_inputs(per_token, inputs, cfg.loss_aggregation), metrics
 
 
 GRPO = register_algorithm(AlgorithmSpec(

@@ -1,4 +1,5 @@
-"""Losses whose importance ratio is not a plain per-token ratio: GSPO, GMPO and CISPO. All use GRPO advantages.
+"""Losses that weigh the importance ratio otherwise than GRPO's hard token clip: GSPO, GMPO, CISPO and SAPO.
+All use GRPO advantages.
 
 - ``gspo`` (Zheng et al., arXiv 2507.18071): one ratio per sequence, s_i = exp(mean_t log(pi/pi_old)), clipped
   to [1 - 3e-4, 1 + 4e-4]; loss = -mean_i min(s_i A_i, clip(s_i) A_i). Gradients reach every token through s_i.
@@ -7,6 +8,9 @@
 - ``cispo`` (MiniMax-M1, arXiv 2506.13585): -sg(min(rho, 1 + eps_high)) * A * log pi, token mean over the batch;
   the clipped weight carries no gradient, so no token loses its gradient. The paper sets no lower bound and tunes
   only eps_high.
+- ``sapo`` (Gao et al., arXiv 2511.20347): a soft gate instead of the hard clip: the token objective is
+  f(rho) * A with f(rho) = (4 / tau) * sigmoid(tau * (rho - 1)), tau = tau_pos for A > 0 and tau_neg otherwise;
+  f'(1) = 1, so on-policy it is the plain policy gradient, and far off-policy tokens fade out smoothly.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import torch
 from pydantic import Field
 
 from rlreason.algorithms.base import AlgorithmSpec, LossAggregation, LossInputs, register_algorithm
-from rlreason.algorithms.common import aggregate, masked_mean, regularizer_per_token, rollout_importance_weights
-from rlreason.algorithms.grpo import GRPOConfig, grpo_advantage
+from rlreason.algorithms.common import (aggregate_inputs, masked_mean, regularizer_per_token,
+                                        rollout_importance_weights)
+from rlreason.algorithms.grpo import GroupConfig, grpo_advantage
 
 
 def _seq_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -35,15 +40,14 @@ def _with_regularizers(loss: torch.Tensor, inputs: LossInputs, cfg, metrics: dic
     """Add the shared KL / entropy terms, aggregated like the algorithm's tokens."""
     extra, reg_metrics = regularizer_per_token(inputs, cfg)
     if extra is not None:
-        loss = loss + aggregate(extra, inputs.loss_mask, cfg.loss_aggregation, inputs.num_tokens,
-                                inputs.num_sequences, inputs.max_tokens)
+        loss = loss + aggregate_inputs(extra, inputs, cfg.loss_aggregation)
     return loss, {**metrics, **reg_metrics}
 
 
-class GSPOConfig(GRPOConfig):
+class GSPOConfig(GroupConfig):
     name: str = "gspo"
-    clip_eps_low: float = Field(3e-4, gt=0.0, lt=1.0)
-    clip_eps_high: float = Field(4e-4, gt=0.0, lt=10.0)
+    clip_eps_low: float = Field(3e-4, gt=0.0, lt=1.0, description="sequence ratio >= 1 - clip_eps_low")
+    clip_eps_high: float = Field(4e-4, gt=0.0, lt=10.0, description="sequence ratio <= 1 + clip_eps_high")
 
 
 def gspo_loss(inputs: LossInputs, cfg: GSPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
@@ -60,7 +64,7 @@ def gspo_loss(inputs: LossInputs, cfg: GSPOConfig) -> tuple[torch.Tensor, dict[s
                                                   "ratio_mean": float(seq_ratio.detach().mean()), **tis})
 
 
-class GMPOConfig(GRPOConfig):
+class GMPOConfig(GroupConfig):
     name: str = "gmpo"
     log_clip: float = Field(0.4, gt=0.0, description="token log-ratios are clipped to [-log_clip, log_clip]")
 
@@ -81,7 +85,7 @@ def gmpo_loss(inputs: LossInputs, cfg: GMPOConfig) -> tuple[torch.Tensor, dict[s
                                                   "ratio_mean": float(seq_ratio.detach().mean()), **tis})
 
 
-class CISPOConfig(GRPOConfig):
+class CISPOConfig(GroupConfig):
     name: str = "cispo"
     clip_eps_high: float = Field(4.0, gt=0.0, description="the IS weight is capped at 1 + clip_eps_high")
     loss_aggregation: LossAggregation = "token_mean"
@@ -95,11 +99,30 @@ def cispo_loss(inputs: LossInputs, cfg: CISPOConfig) -> tuple[torch.Tensor, dict
     if tis_weights is not None:
         weight = weight * tis_weights
     per_token = -weight * inputs.advantages * inputs.logprobs
-    loss = aggregate(per_token, mask, cfg.loss_aggregation, inputs.num_tokens, inputs.num_sequences,
-                     inputs.max_tokens)
+    loss = aggregate_inputs(per_token, inputs, cfg.loss_aggregation)
     return _with_regularizers(loss, inputs, cfg, {
         "clip_frac": masked_mean((ratio > 1 + cfg.clip_eps_high).float(), mask),
         "ratio_mean": masked_mean(ratio.detach(), mask), **tis})
+
+
+class SAPOConfig(GroupConfig):
+    name: str = "sapo"
+    tau_pos: float = Field(1.0, gt=0.0, description="gate temperature for positive advantages")
+    tau_neg: float = Field(1.05, gt=0.0, description="gate temperature for negative advantages (sharper)")
+    loss_aggregation: LossAggregation = "token_mean"
+
+
+def sapo_loss(inputs: LossInputs, cfg: SAPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    mask, adv = inputs.loss_mask, inputs.advantages
+    ratio = torch.exp(inputs.logprobs - inputs.old_logprobs)
+    tau = torch.where(adv > 0, torch.full_like(adv, cfg.tau_pos), torch.full_like(adv, cfg.tau_neg))
+    gate = (4.0 / tau) * torch.sigmoid(tau * (ratio - 1.0))
+    per_token = -gate * adv
+    weights, tis = rollout_importance_weights(inputs, cfg)
+    if weights is not None:
+        per_token = per_token * weights
+    loss = aggregate_inputs(per_token, inputs, cfg.loss_aggregation)
+    return _with_regularizers(loss, inputs, cfg, {"ratio_mean": masked_mean(ratio.detach(), mask), **tis})
 
 
 register_algorithm(AlgorithmSpec("gspo", "sequence-level length-normalised ratio and clipping",
@@ -108,3 +131,5 @@ register_algorithm(AlgorithmSpec("gmpo", "geometric mean of token ratios, clippe
                                  "arXiv:2507.20673", GMPOConfig, grpo_advantage, gmpo_loss))
 register_algorithm(AlgorithmSpec("cispo", "clipped stop-gradient IS weight x advantage x log-prob",
                                  "arXiv:2506.13585", CISPOConfig, grpo_advantage, cispo_loss))
+register_algorithm(AlgorithmSpec("sapo", "soft sigmoid gate on the token ratio instead of a hard clip",
+                                 "arXiv:2511.20347", SAPOConfig, grpo_advantage, sapo_loss))

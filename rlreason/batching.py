@@ -1,21 +1,22 @@
-"""Scored groups -> a padded ``TrainBatch`` with the algorithm's advantages.
+"""Scored groups -> a padded ``TrainBatch``; a batch -> the algorithm's ``AdvantageInputs`` and step counts.
 
-Rows are prompt + completion, right-padded to the longest row. The algorithm's advantage function sees only
-rewards, group ids and the completion mask (``AdvantageInputs``), never the algorithm's name.
+Rows are prompt + completion, right-padded to the longest row. Reward shaping that needs no model (DAPO's
+overlong penalty) happens here; shaping that does (KL in the reward) happens in the learner through
+``advantage_inputs``. Advantage functions see only these inputs, never the algorithm's name.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rlreason.algorithms import AdvantageInputs, AlgorithmConfig, get_algorithm
-from rlreason.algorithms.common import overlong_penalty
+from rlreason.algorithms import AdvantageInputs, AlgorithmConfig
+from rlreason.algorithms.common import overlong_penalty, token_level_rewards
 from rlreason.types import ScoredGroup, TrainBatch
 
 
 def build_train_batch(groups: list[ScoredGroup], algo: AlgorithmConfig, pad_id: int = 0,
                       max_tokens: int | None = None) -> TrainBatch:
-    """Pad the groups into a batch; shape rewards (overlong penalty) and compute the algorithm's advantages."""
+    """Pad the groups into a batch and shape the rewards (overlong penalty)."""
     rows = [(c, r.score, gid) for gid, g in enumerate(groups) for c, r in zip(g.completions, g.results)]
     width = max(len(c.prompt_ids) + len(c.completion_ids) for c, _, _ in rows)
     b = len(rows)
@@ -33,9 +34,44 @@ def build_train_batch(groups: list[ScoredGroup], algo: AlgorithmConfig, pad_id: 
     if algo.overlong_buffer_frac > 0 and max_tokens:
         lengths = torch.tensor([len(c.completion_ids) for c, _, _ in rows])
         rewards = rewards + overlong_penalty(lengths, max_tokens, algo.overlong_buffer_frac, algo.overlong_penalty)
-    group_ids = torch.tensor([gid for _, _, gid in rows], dtype=torch.long)
-    advantages = get_algorithm(algo.name).advantage(AdvantageInputs(rewards, group_ids, loss_mask), algo)
+    baseline = None
+    if all(g.baseline is not None for g in groups):
+        baseline = torch.tensor([groups[gid].baseline.score for _, _, gid in rows], dtype=torch.float32)
     return TrainBatch(input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask,
-                      advantages=advantages.float(), rollout_logprobs=rollout_logprobs, rewards=rewards,
-                      group_ids=group_ids,
-                      policy_version=torch.tensor([c.policy_version for c, _, _ in rows], dtype=torch.long))
+                      rollout_logprobs=rollout_logprobs, rewards=rewards,
+                      group_ids=torch.tensor([gid for _, _, gid in rows], dtype=torch.long),
+                      policy_version=torch.tensor([c.policy_version for c, _, _ in rows], dtype=torch.long),
+                      baseline_rewards=baseline)
+
+
+def advantage_inputs(batch: TrainBatch, algo: AlgorithmConfig, kl: torch.Tensor | None = None,
+                     values: torch.Tensor | None = None) -> AdvantageInputs:
+    """The advantage function's view of a batch. With KL in the reward (``kl``: [B, T] per-token estimate),
+    every token pays ``kl_coef * kl_t`` and each completion's scalar reward includes the sum of its payments."""
+    coef = algo.kl_coef if (kl is not None and algo.kl_in_reward) else 0.0
+    token_rewards = token_level_rewards(batch.rewards, batch.loss_mask, kl, coef)
+    rewards = batch.rewards
+    if coef > 0:
+        rewards = rewards - coef * (kl * batch.loss_mask).sum(1)
+    return AdvantageInputs(rewards=rewards, group_ids=batch.group_ids, loss_mask=batch.loss_mask,
+                           token_rewards=token_rewards, values=values, baseline_rewards=batch.baseline_rewards)
+
+
+def compute_advantages(batch: TrainBatch, algo: AlgorithmConfig) -> torch.Tensor:
+    """Advantages of algorithms that need no model output (for inspection and tests). [B, T]"""
+    from rlreason.algorithms import get_algorithm
+
+    return get_algorithm(algo.name).advantage(advantage_inputs(batch, algo), algo)
+
+
+def step_counts(batch: TrainBatch, rows: torch.Tensor) -> dict:
+    """Normalisers of one optimizer step over ``rows``: tokens, sequences, prompts, and per row the completion
+    tokens of its prompt within the step (``group_tokens``, indexed like ``batch``)."""
+    mask = batch.loss_mask[rows]
+    tokens = mask.sum(1)
+    uniq, inverse = torch.unique(batch.group_ids[rows], return_inverse=True)
+    totals = tokens.new_zeros(len(uniq)).index_add_(0, inverse, tokens)
+    group_tokens = batch.loss_mask.new_zeros(batch.size)
+    group_tokens[rows] = totals[inverse]
+    return {"num_tokens": float(tokens.sum()), "num_sequences": float(len(rows)), "num_groups": float(len(uniq)),
+            "group_tokens": group_tokens}

@@ -64,6 +64,9 @@ class TasksConfig(Section):
     eval_size: int = Field(200, ge=1, le=200, description="held-out problems per eval task")
     verifier: str | None = Field(None, description="score every task with this verifier instead of its own "
                                                    "(a registered name or module:function)")
+    retire_solved_at: float | None = Field(None, gt=0.0, le=1.0, description="a training prompt whose group "
+                                           "accuracy reaches this leaves the pool (ScaleRL's no-positive-"
+                                           "resampling); None: never")
 
     @field_validator("verifier")
     @classmethod
@@ -105,6 +108,8 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass")
     minibatches: int = Field(1, ge=1, description="optimizer steps per rollout batch")
     epochs: int = Field(1, ge=1, description="passes over each rollout batch")
+    fp32_logits: bool = Field(True, description="LM head and softmax in float32 even when model.dtype is "
+                                                "bfloat16 (the learner then autocasts the rest)")
 
 
 class EvalConfig(Section):

@@ -11,7 +11,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from rlreason.batching import build_train_batch
 from rlreason.config import RunConfig
@@ -27,15 +27,19 @@ class Context:
     workers: list
     learner: object
     scorer: Scorer
+    retired: set[str] = field(default_factory=set)  # problem ids the policy already solves (leave the pool)
 
 
-def problem_stream(cfg: RunConfig) -> Iterator[Problem]:
-    """Endless training problems, mixing the train tasks by their weights; never a held-out prompt."""
+def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> Iterator[Problem]:
+    """Endless training problems, mixing the train tasks by their weights; never a held-out prompt, never one
+    whose id is in ``retired`` (read live, so retiring takes effect on the next draw)."""
     streams = [get_task(name).train_problems(cfg.seed) for name in cfg.tasks.train]
     weights = cfg.tasks.weights or [1.0] * len(streams)
     rng = random.Random(cfg.seed)
     while True:
-        yield _scored_by(cfg, next(rng.choices(streams, weights)[0]))
+        problem = next(rng.choices(streams, weights)[0])
+        if retired is None or problem.id not in retired:
+            yield _scored_by(cfg, problem)
 
 
 def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
@@ -89,11 +93,15 @@ def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Pr
 
     cfg, start = ctx.cfg, time.perf_counter()
     groups, gen_time, dropped = collect_groups(ctx, problems, more)
+    retired = retire_solved(ctx, groups)
+    if cfg.algorithm.needs_greedy_baseline:
+        groups = with_greedy_baselines(ctx, groups)
     batch = build_train_batch(groups, cfg.algorithm, max_tokens=cfg.rollout.max_tokens)
     stats = ray.get(ctx.learner.train_step.remote(batch))
     sync_time = push_weights(ctx)
     return {**rollout_metrics(groups, gen_time), **stats.metrics, "policy_version": stats.version,
-            "filtered_groups": dropped, "weight_sync_s": sync_time, "step_time_s": time.perf_counter() - start}
+            "filtered_groups": dropped, "retired_prompts": retired, "weight_sync_s": sync_time,
+            "step_time_s": time.perf_counter() - start}
 
 
 def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None,
@@ -120,6 +128,23 @@ def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], 
             break
         todo = more(missing)
     return (groups[: len(problems)] or scored), gen_time, dropped
+
+
+def retire_solved(ctx: Context, groups: list[ScoredGroup]) -> int:
+    """ScaleRL's no-positive-resampling: a prompt whose pass rate reaches ``tasks.retire_solved_at`` leaves the
+    training pool for good. Returns how many prompts have left so far."""
+    threshold = ctx.cfg.tasks.retire_solved_at
+    if threshold is not None:
+        ctx.retired.update(g.problem.id for g in groups
+                           if statistics.fmean(r.correct for r in g.results) >= threshold)
+    return len(ctx.retired)
+
+
+def with_greedy_baselines(ctx: Context, groups: list[ScoredGroup]) -> list[ScoredGroup]:
+    """One greedy completion per prompt, scored, attached as the group's baseline (not trained on)."""
+    greedy = SamplingSpec(1, ctx.cfg.rollout.max_tokens, temperature=0.0)
+    scored = score(ctx, generate(ctx, [g.problem for g in groups], greedy))
+    return [replace(g, baseline=s.results[0]) for g, s in zip(groups, scored)]
 
 
 def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, float]:

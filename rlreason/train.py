@@ -66,7 +66,7 @@ def train(cfg: RunConfig, console=None) -> RunSummary:
 
 
 def _loop(ctx: Context, log: MetricsLogger, console, summary: RunSummary) -> None:
-    cfg, stream = ctx.cfg, problem_stream(ctx.cfg)
+    cfg, stream = ctx.cfg, problem_stream(ctx.cfg, ctx.retired)
     with StepProgress(console, cfg.train.steps) as progress:
         for step in range(1, cfg.train.steps + 1):
             metrics = rl_step(ctx, list(itertools.islice(stream, cfg.rollout.prompts_per_step)),

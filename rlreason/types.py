@@ -61,6 +61,7 @@ class ScoredGroup:
     problem: Problem
     completions: list[Completion]
     results: list[VerifyResult]
+    baseline: VerifyResult | None = None  # the greedy completion's result, when the algorithm asks for one
 
     @property
     def rewards(self) -> list[float]:
@@ -71,27 +72,29 @@ class ScoredGroup:
 class TrainBatch:
     """A padded batch for the learner. B sequences of T = prompt + completion tokens (right-padded).
 
-    Position t of ``loss_mask``/``advantages``/``*_logprobs`` refers to the token at ``input_ids[:, t]``,
-    predicted from positions < t; prompt and padding positions have ``loss_mask == 0``.
+    Position t of ``loss_mask``/``*_logprobs`` refers to the token at ``input_ids[:, t]``, predicted from
+    positions < t; prompt and padding positions have ``loss_mask == 0``. Advantages are not here: the learner
+    computes them, because some algorithms need its models first (reference logprobs, critic values).
     """
 
     input_ids: "torch.Tensor"  # [B, T] long
     attention_mask: "torch.Tensor"  # [B, T] long, 1 on real tokens
     loss_mask: "torch.Tensor"  # [B, T] float, 1 on completion tokens
-    advantages: "torch.Tensor"  # [B, T] float
     rollout_logprobs: "torch.Tensor"  # [B, T] float, the rollout engine's logprobs (0 off the mask)
-    rewards: "torch.Tensor"  # [B] float
+    rewards: "torch.Tensor"  # [B] float, verifier score plus reward shaping (overlong penalty)
     group_ids: "torch.Tensor"  # [B] long
     policy_version: "torch.Tensor"  # [B] long, the weights version that sampled each row
+    baseline_rewards: "torch.Tensor | None" = None  # [B] reward of the prompt's greedy completion (ReMax)
 
     def __post_init__(self) -> None:
         b, t = self.input_ids.shape
-        for name in ("attention_mask", "loss_mask", "advantages", "rollout_logprobs"):
+        for name in ("attention_mask", "loss_mask", "rollout_logprobs"):
             shape = tuple(getattr(self, name).shape)
             assert shape == (b, t), f"TrainBatch.{name} has shape {shape}, expected {(b, t)}"
-        for name in ("rewards", "group_ids", "policy_version"):
-            shape = tuple(getattr(self, name).shape)
-            assert shape == (b,), f"TrainBatch.{name} has shape {shape}, expected {(b,)}"
+        for name in ("rewards", "group_ids", "policy_version", "baseline_rewards"):
+            value = getattr(self, name)
+            shape = None if value is None and name == "baseline_rewards" else tuple(value.shape)
+            assert shape in ((b,), None), f"TrainBatch.{name} has shape {shape}, expected {(b,)}"
 
     @property
     def size(self) -> int:

@@ -2,7 +2,7 @@
 
 import torch
 
-from rlreason.algorithms import AdvantageInputs, LossInputs, get_algorithm
+from rlreason.algorithms import ALGORITHMS, AdvantageInputs, LossInputs, get_algorithm
 
 
 def _cfg(name, **kw):
@@ -10,9 +10,10 @@ def _cfg(name, **kw):
 
 
 def _inputs(logp, adv, mask, old=None):
+    zeros = torch.zeros_like(mask)  # critic values for algorithms that have one
     return LossInputs(logprobs=logp, old_logprobs=logp.detach() if old is None else old, advantages=adv,
                       loss_mask=mask, num_tokens=float(mask.sum()), num_sequences=float(mask.shape[0]),
-                      max_tokens=mask.shape[1])
+                      max_tokens=mask.shape[1], values=zeros, old_values=zeros, returns=zeros)
 
 
 def _loss_and_grad(name, logp, adv, mask, old=None, **kw):
@@ -96,7 +97,9 @@ def test_gmpo_at_ratio_one_is_minus_the_mean_sequence_advantage():
 
 def test_zero_advantages_give_zero_policy_gradient_for_every_algorithm():
     mask = torch.tensor([[1.0, 1, 0], [1, 1, 1]])
-    for name in ("grpo", "dr_grpo", "rloo", "gspo", "gmpo", "cispo"):
+    names = ALGORITHMS.names()
+    assert {"ppo", "reinforce_pp", "remax", "sapo", "opo"} <= set(names)
+    for name in names:
         _, grad = _loss_and_grad(name, torch.log(torch.rand(2, 3) * 0.5 + 0.2), torch.zeros(2, 3), mask)
         assert torch.count_nonzero(grad) == 0, name
 

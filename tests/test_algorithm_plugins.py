@@ -1,24 +1,11 @@
 """An algorithm from the user's own module, named in the recipe, trains without touching the loop."""
 
-import itertools
-
 import pytest
+from batches import good_and_bad_groups
 
 from rlreason.batching import build_train_batch
 from rlreason.config import RecipeError, load_config
 from rlreason.learner.learner import Learner
-from rlreason.tasks import get_task
-from rlreason.types import Completion, ScoredGroup, VerifyResult
-
-
-def _batch_groups(tokenizer):
-    groups = []
-    for problem, solution in itertools.islice(get_task("arithmetic").examples(seed=3), 4):
-        prompt = tokenizer.encode(problem.prompt)
-        good, bad = tokenizer.encode(solution), tokenizer.encode("#### 0")
-        comps = [Completion(problem.id, prompt, ids, [-1.0] * len(ids), "stop", 0, "") for ids in (good, bad)]
-        groups.append(ScoredGroup(problem, comps, [VerifyResult(1.0), VerifyResult(0.0)]))
-    return groups
 
 
 def test_plugin_algorithm_by_module_reference_trains_a_step(tiny_model_path):
@@ -27,7 +14,7 @@ def test_plugin_algorithm_by_module_reference_trains_a_step(tiny_model_path):
     cfg = load_config(None, ["algorithm.name=plugins.custom_algorithm:SPEC", "train.lr=1e-5"])
     assert type(cfg.algorithm).__name__ == "VanillaPGConfig"
     learner = Learner(cfg)
-    batch = build_train_batch(_batch_groups(AutoTokenizer.from_pretrained(tiny_model_path)), cfg.algorithm)
+    batch = build_train_batch(good_and_bad_groups(AutoTokenizer.from_pretrained(tiny_model_path)), cfg.algorithm)
     before = learner.batch_loss(batch)
     stats = learner.train_step(batch)
     assert stats.version == 1 and stats.metrics["grad_norm"] > 0

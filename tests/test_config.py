@@ -65,3 +65,22 @@ def test_cli_rejects_bad_recipes_with_exit_code_2(args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+
+
+def test_every_shipped_recipe_validates():
+    from rlreason.config import RECIPES_DIR
+
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        load_config(path)
+
+
+def test_scalerl_recipe_is_a_composition_of_shared_switches():
+    from rlreason.algorithms import get_algorithm
+    from rlreason.config import RECIPES_DIR
+
+    cfg = load_config(RECIPES_DIR / "scalerl.yaml")
+    a = cfg.algorithm
+    assert (a.name, a.loss_aggregation, a.scale_rewards, a.filter_zero_variance) == (
+        "cispo", "prompt_mean_token_mean", "batch", True)
+    assert cfg.tasks.retire_solved_at == 0.9 and cfg.train.fp32_logits
+    assert get_algorithm("cispo").advantage is get_algorithm("grpo").advantage

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rlreason.batching import build_train_batch
+from rlreason.batching import build_train_batch, compute_advantages
 from rlreason.config import load_config
 from rlreason.controller import Context, generate, problem_stream, push_weights, rl_step, score
 from rlreason.rollout.engine import SamplingSpec
@@ -34,7 +34,8 @@ def test_policy_version_advances_in_every_worker_and_training_lowers_the_loss(cl
     groups = score(ctx, generate(ctx, problems, SamplingSpec(n=4, max_tokens=48)))
     assert [g.problem.id for g in groups] == [p.id for p in problems]  # order kept across workers
     batch = build_train_batch(groups, ctx.cfg.algorithm)
-    assert batch.advantages.abs().sum() > 0, "no group had mixed rewards; nothing to learn from"
+    adv = compute_advantages(batch, ctx.cfg.algorithm)
+    assert adv.abs().sum() > 0, "no group had mixed rewards; nothing to learn from"
     before = ray.get(ctx.learner.batch_loss.remote(batch))
     ray.get(ctx.learner.train_step.remote(batch))
     push_weights(ctx)
@@ -49,7 +50,7 @@ def test_policy_version_advances_in_every_worker_and_training_lowers_the_loss(cl
     assert {c.policy_version for _, g in fresh for c in g} == {2}
 
 
-ALGORITHMS = ["grpo", "dr_grpo", "dapo", "rloo", "gspo", "gmpo", "cispo"]
+ALGORITHMS = sorted(name for name in __import__("rlreason.algorithms").algorithms.ALGORITHMS.names())
 
 
 @pytest.mark.slow
@@ -98,3 +99,20 @@ def test_dynamic_sampling_keeps_only_groups_with_mixed_rewards(cluster):
     groups, _, dropped = collect_groups(dapo_ctx, problems, more=lambda n: list(itertools.islice(stream, n)))
     assert groups and all(len(set(g.rewards)) > 1 for g in groups)
     assert dropped > 0 and len(groups) <= 8
+
+
+def test_greedy_baselines_are_sampled_scored_and_trained_against(cluster):
+    from rlreason.controller import with_greedy_baselines
+
+    ctx, ray = cluster
+    cfg = load_config(None, ["algorithm.name=remax", "rollout.group_size=2", "rollout.prompts_per_step=4"])
+    remax_ctx = Context(cfg, ctx.workers, ctx.learner, ctx.scorer)
+    problems = list(itertools.islice(problem_stream(cfg), 4))
+    groups = with_greedy_baselines(remax_ctx, score(remax_ctx, generate(remax_ctx, problems,
+                                                                          SamplingSpec(n=2, max_tokens=48))))
+    assert all(g.baseline is not None and g.baseline.details is not None for g in groups)
+    # greedy is deterministic: asking twice gives the same baseline verdicts
+    again = with_greedy_baselines(remax_ctx, groups)
+    assert [g.baseline.score for g in again] == [g.baseline.score for g in groups]
+    batch = build_train_batch(groups, cfg.algorithm)
+    assert batch.baseline_rewards.tolist() == [g.baseline.score for g in groups for _ in range(2)]

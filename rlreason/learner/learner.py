@@ -1,6 +1,8 @@
 """The learner: trains the policy on a ``TrainBatch`` with whatever loss the algorithm registered.
 
-It never branches on the algorithm: it looks the spec up by name and calls ``spec.loss(LossInputs, cfg)``.
+It never branches on the algorithm: it reads the config's capability flags (reference model, KL in the reward,
+critic), computes the advantages with ``spec.advantage`` once per batch and calls ``spec.loss(LossInputs, cfg)``
+per micro-batch.
 One ``train_step`` = ``epochs`` passes over ``minibatches`` optimizer steps, each accumulated over micro-batches
 of ``micro_batch_size`` sequences. Runs as a Ray actor in training and in-process in tests.
 """
@@ -8,16 +10,31 @@ of ``micro_batch_size`` sequences. Runs as a Ray actor in training and in-proces
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from rlreason.algorithms import LossInputs, get_algorithm
-from rlreason.algorithms.common import masked_mean
+from rlreason.algorithms.common import kl_penalty, masked_mean
+from rlreason.batching import advantage_inputs, step_counts
 from rlreason.config import RunConfig
-from rlreason.learner.logprobs import token_logprobs
+from rlreason.learner.critic import Critic
+from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
 from rlreason.registry import load_plugins
 from rlreason.types import TrainBatch, TrainStats, WeightUpdate
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the learner computes once per batch, before its optimizer steps."""
+
+    advantages: torch.Tensor  # [B, T]
+    old: torch.Tensor | None = None  # [B, T] logprobs before the step (None: the current ones, detached)
+    ref: torch.Tensor | None = None  # [B, T] reference logprobs
+    old_values: torch.Tensor | None = None  # [B, T] critic values before the step
+    returns: torch.Tensor | None = None  # [B, T] critic targets
+    metrics: dict | None = None
 
 
 class Learner:
@@ -35,62 +52,84 @@ class Learner:
         path = cfg.model.resolved_path()
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device)
         self.model.config.use_cache = False
-        self.reference = None
+        self.reference = self.critic = None
         if self.algo.needs_reference:
             self.reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
             self.reference.requires_grad_(False)
+        params = list(self.model.parameters())
+        if self.algo.needs_value_model:
+            if self.spec.value_targets is None:
+                raise ValueError(f"algorithm {self.algo.name!r} needs a value model but registers no value_targets")
+            self.critic = Critic(self.model, self.algo.critic, path).to(self.device)
+            params += [p for p in self.critic.parameters() if p.requires_grad]
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2),
-                                           weight_decay=t.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
         warmup = max(t.warmup_steps, 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.params = params
         self.version = 0
 
     # -- training -------------------------------------------------------------------------------------------
     def train_step(self, batch: TrainBatch) -> TrainStats:
         start = time.perf_counter()
-        self.model.train()
         batch = self._to_device(batch)
         t = self.cfg.train
         steps_per_batch = t.epochs * t.minibatches
-        old, ref = self._frozen_logprobs(batch, need_old=steps_per_batch > 1)
+        prep = self.prepare(batch, need_old=steps_per_batch > 1)
+        self.model.train()
         metrics: dict[str, list[float]] = {}
         for _ in range(t.epochs):
             order = torch.randperm(batch.size) if steps_per_batch > 1 else torch.arange(batch.size)
             for rows in order.chunk(t.minibatches):
-                for key, value in self._optimizer_step(batch, rows, old, ref).items():
+                for key, value in self._optimizer_step(batch, rows.to(self.device), prep).items():
                     metrics.setdefault(key, []).append(value)
         self.version += 1
         out = {k: sum(v) / len(v) for k, v in metrics.items()}
-        out["learner_time_s"] = time.perf_counter() - start
+        out.update(prep.metrics or {}, learner_time_s=time.perf_counter() - start)
         return TrainStats(version=self.version, metrics=out)
 
-    def _optimizer_step(self, batch: TrainBatch, rows: torch.Tensor, old, ref) -> dict[str, float]:
+    def _forward(self, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = True, model=None):
+        """Policy (or ``model``) forward under the recipe's precision; critic values when there is a critic."""
+        model = model or self.model
+        with autocast(self.device, self.cfg.model.dtype):
+            out = policy_forward(model, ids, attn, with_entropy, self.cfg.train.fp32_logits)
+            values = None
+            if self.critic is not None and model is self.model:
+                values = self.critic(ids, attn, out.hidden)
+        return out, values
+
+    def _loss_inputs(self, batch: TrainBatch, micro: torch.Tensor, prep: Prepared, counts: dict) -> LossInputs:
+        out, values = self._forward(batch.input_ids[micro], batch.attention_mask[micro])
+
+        def pick(x):
+            return None if x is None else x[micro]
+
+        return LossInputs(
+            logprobs=out.logprobs, old_logprobs=out.logprobs.detach() if prep.old is None else prep.old[micro],
+            advantages=prep.advantages[micro], loss_mask=batch.loss_mask[micro], entropy=out.entropy,
+            max_tokens=self.cfg.rollout.max_tokens, ref_logprobs=pick(prep.ref),
+            rollout_logprobs=batch.rollout_logprobs[micro], group_ids=batch.group_ids[micro],
+            values=values, old_values=pick(prep.old_values), returns=pick(prep.returns),
+            group_tokens=counts["group_tokens"][micro], num_tokens=counts["num_tokens"],
+            num_sequences=counts["num_sequences"], num_groups=counts["num_groups"])
+
+    def _optimizer_step(self, batch: TrainBatch, rows: torch.Tensor, prep: Prepared) -> dict[str, float]:
         t = self.cfg.train
-        mask = batch.loss_mask[rows]
-        num_tokens, num_seqs = float(mask.sum()), float(len(rows))
+        counts = step_counts(batch, rows)
         sums: dict[str, float] = {}
         for micro in rows.split(t.micro_batch_size):
-            ids, attn = batch.input_ids[micro], batch.attention_mask[micro]
-            logp, entropy = token_logprobs(self.model, ids, attn, with_entropy=True)
-            inputs = LossInputs(
-                logprobs=logp, old_logprobs=logp.detach() if old is None else old[micro],
-                advantages=batch.advantages[micro], loss_mask=batch.loss_mask[micro], num_tokens=num_tokens,
-                num_sequences=num_seqs, max_tokens=self.cfg.rollout.max_tokens,
-                ref_logprobs=None if ref is None else ref[micro], entropy=entropy,
-                rollout_logprobs=batch.rollout_logprobs[micro])
+            inputs = self._loss_inputs(batch, micro, prep, counts)
             loss, algo_metrics = self.spec.loss(inputs, self.algo)
             loss.backward()
-            share = float(batch.loss_mask[micro].sum()) / max(num_tokens, 1.0)
-            m = batch.loss_mask[micro]
-            mismatch = (inputs.old_logprobs - batch.rollout_logprobs[micro]).abs()
+            m = inputs.loss_mask
+            share = float(m.sum()) / max(counts["num_tokens"], 1.0)
+            mismatch = (inputs.old_logprobs - inputs.rollout_logprobs).abs()
             # Each micro-batch loss is normalised by the whole step's counts, so their sum is the step's loss.
-            step_metrics = {"loss": loss.item(),
-                            "entropy": masked_mean(entropy.detach(), m),
+            step_metrics = {"loss": loss.item(), "entropy": masked_mean(inputs.entropy.detach(), m),
                             "logprob_mismatch": masked_mean(mismatch, m), **algo_metrics}
             for k, v in step_metrics.items():
                 sums[k] = sums.get(k, 0.0) + (v if k == "loss" else v * share)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -99,26 +138,40 @@ class Learner:
         return sums
 
     @torch.no_grad()
-    def _frozen_logprobs(self, batch: TrainBatch, need_old: bool):
-        """Old-policy logprobs (only when several optimizer steps share the batch) and reference logprobs."""
-        old = ref = None
-        if need_old:
-            self.model.eval()
-            old = self._chunked_logprobs(self.model, batch)
-            self.model.train()
-        if self.reference is not None:
-            ref = self._chunked_logprobs(self.reference, batch)
-        return old, ref
+    def prepare(self, batch: TrainBatch, need_old: bool) -> Prepared:
+        """Frozen logprobs/values the config asks for, then the algorithm's advantages (and critic targets).
 
-    def _chunked_logprobs(self, model, batch: TrainBatch) -> torch.Tensor:
-        parts = [token_logprobs(model, batch.input_ids[rows], batch.attention_mask[rows])[0]
-                 for rows in torch.arange(batch.size).split(self.cfg.train.micro_batch_size)]
-        return torch.cat(parts)
+        Old logprobs are computed when several optimizer steps share the batch or the KL sits in the reward."""
+        self.model.eval()
+        algo, old, old_values, ref, kl = self.algo, None, None, None, None
+        if need_old or algo.kl_in_reward or self.critic is not None:
+            old, old_values = self._chunked(batch, self.model)
+        if self.reference is not None:
+            ref, _ = self._chunked(batch, self.reference)
+        metrics = {}
+        if algo.kl_in_reward:
+            kl = kl_penalty(old, ref, getattr(algo, "kl_estimator", "k1"))
+            metrics["kl_in_reward"] = masked_mean(kl, batch.loss_mask)
+        inputs = advantage_inputs(batch, algo, kl=kl, values=old_values)
+        advantages = self.spec.advantage(inputs, algo).float()
+        returns = self.spec.value_targets(inputs, algo) if self.critic is not None else None
+        metrics.update(advantage_abs_mean=masked_mean(advantages.abs(), batch.loss_mask))
+        if not (need_old or algo.kl_in_reward):
+            old = None  # one step per batch: the current logprobs, detached, are the old ones
+        return Prepared(advantages, old, ref, old_values, returns, metrics)
+
+    def _chunked(self, batch: TrainBatch, model) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logps, values = [], []
+        for rows in torch.arange(batch.size, device=self.device).split(self.cfg.train.micro_batch_size):
+            out, v = self._forward(batch.input_ids[rows], batch.attention_mask[rows], False, model)
+            logps.append(out.logprobs)
+            values.append(v)
+        return torch.cat(logps), (None if values[0] is None else torch.cat(values))
 
     def _to_device(self, batch: TrainBatch) -> TrainBatch:
         if self.device.type == "cpu":
             return batch
-        return TrainBatch(**{k: v.to(self.device) for k, v in vars(batch).items()})
+        return TrainBatch(**{k: None if v is None else v.to(self.device) for k, v in vars(batch).items()})
 
     # -- weights --------------------------------------------------------------------------------------------
     def export_weights(self) -> WeightUpdate:
@@ -135,15 +188,13 @@ class Learner:
 
     @torch.no_grad()
     def batch_loss(self, batch: TrainBatch) -> float:
-        """The algorithm's loss on ``batch`` without updating (to check that training lowers it)."""
-        self.model.eval()
+        """The algorithm's loss on ``batch`` without updating (to check that training lowers it); the old policy
+        is the rollout engine's."""
         batch = self._to_device(batch)
-        logp, entropy = token_logprobs(self.model, batch.input_ids, batch.attention_mask, with_entropy=True)
-        inputs = LossInputs(logprobs=logp, old_logprobs=batch.rollout_logprobs, advantages=batch.advantages,
-                            loss_mask=batch.loss_mask, num_tokens=float(batch.loss_mask.sum()),
-                            num_sequences=float(batch.size), max_tokens=self.cfg.rollout.max_tokens,
-                            entropy=entropy)
-        return float(self.spec.loss(inputs, self.algo)[0])
+        prep = self.prepare(batch, need_old=False)
+        prep = Prepared(prep.advantages, batch.rollout_logprobs, prep.ref, prep.old_values, prep.returns)
+        rows = torch.arange(batch.size, device=self.device)
+        return float(self.spec.loss(self._loss_inputs(batch, rows, prep, step_counts(batch, rows)), self.algo)[0])
 
     def save(self, directory: str) -> str:
         from transformers import AutoTokenizer

@@ -1,0 +1,17 @@
+"""Hand-made scored groups on the embedded model's tokenizer: a correct and a wrong completion per prompt."""
+
+import itertools
+
+from rlreason.tasks import get_task
+from rlreason.types import Completion, ScoredGroup, VerifyResult
+
+
+def good_and_bad_groups(tokenizer, n: int = 4, baseline: float | None = None) -> list[ScoredGroup]:
+    groups = []
+    for problem, solution in itertools.islice(get_task("arithmetic").examples(seed=3), n):
+        prompt = tokenizer.encode(problem.prompt)
+        good, bad = tokenizer.encode(solution), tokenizer.encode("#### 0")
+        comps = [Completion(problem.id, prompt, ids, [-1.0] * len(ids), "stop", 0, "") for ids in (good, bad)]
+        groups.append(ScoredGroup(problem, comps, [VerifyResult(1.0), VerifyResult(0.0)],
+                                  baseline=None if baseline is None else VerifyResult(baseline)))
+    return groups
