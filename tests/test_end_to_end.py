@@ -68,6 +68,20 @@ def test_each_algorithm_raises_reward_on_the_default_recipe(algorithm, tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["ppo", "scalerl"])
+def test_algorithm_recipes_raise_reward(recipe, tmp_path):
+    steps = 40
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlreason.cli", "train", f"recipes/{recipe}.yaml", f"train.steps={steps}",
+         "eval.before=false", "eval.after=false", f"output.dir={tmp_path}", "name=r"],
+        capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    rewards = [x["reward_mean"] for x in lines if x["kind"] == "train"]
+    assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10, rewards
+
+
+@pytest.mark.slow
 def test_default_recipe_short_run_raises_reward(tmp_path):
     """The CLI end to end: progress, metrics files, before/after evaluation, a saved model that loads."""
     steps = 60
