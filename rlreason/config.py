@@ -61,7 +61,11 @@ class TasksConfig(Section):
     train: tuple[str, ...] = ("arithmetic",)
     weights: tuple[float, ...] | None = Field(None, description="mixing weights of the train tasks")
     eval: tuple[str, ...] = ("arithmetic",)
-    eval_size: int = Field(200, ge=1, le=200, description="held-out problems per eval task")
+    eval_size: int | None = Field(200, ge=1, description="held-out problems per eval task (None: all)")
+    data_dir: str | None = Field(None, description="directory of benchmark data (else $RLREASON_DATA_DIR, else the "
+                                                   "Hugging Face hub)")
+    template: Literal["plain", "chat"] = Field("plain", description="plain text prompts, or the model's chat "
+                                                                    "template around them")
     verifier: str | None = Field(None, description="score every task with this verifier instead of its own "
                                                    "(a registered name or module:function)")
     retire_solved_at: float | None = Field(None, gt=0.0, le=1.0, description="a training prompt whose group "

@@ -33,7 +33,7 @@ class Context:
 def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> Iterator[Problem]:
     """Endless training problems, mixing the train tasks by their weights; never a held-out prompt, never one
     whose id is in ``retired`` (read live, so retiring takes effect on the next draw)."""
-    streams = [get_task(name).train_problems(cfg.seed) for name in cfg.tasks.train]
+    streams = [get_task(name).train_problems(cfg.seed, cfg.tasks.data_dir) for name in cfg.tasks.train]
     weights = cfg.tasks.weights or [1.0] * len(streams)
     rng = random.Random(cfg.seed)
     while True:
@@ -43,12 +43,16 @@ def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> Iterator[
 
 
 def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
-    return [_scored_by(cfg, p) for p in get_task(task).eval_problems(cfg.tasks.eval_size)]
+    return [_scored_by(cfg, p) for p in get_task(task).eval_problems(cfg.tasks.eval_size, cfg.tasks.data_dir)]
 
 
 def _scored_by(cfg: RunConfig, problem: Problem) -> Problem:
-    """Apply the recipe's verifier override, if any."""
-    return replace(problem, verifier=cfg.tasks.verifier) if cfg.tasks.verifier else problem
+    """Apply the recipe's verifier override and prompt template."""
+    if cfg.tasks.verifier:
+        problem = replace(problem, verifier=cfg.tasks.verifier)
+    if cfg.tasks.template == "chat":
+        problem = replace(problem, meta={**problem.meta, "messages": [{"role": "user", "content": problem.prompt}]})
+    return problem
 
 
 def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec) -> list[tuple[Problem, list]]:

@@ -60,12 +60,19 @@ class RolloutEngine:
         params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
                                            temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
                                            logprobs=0, seed=sampling.seed)
-        prompts = [{"prompt_token_ids": self.tokenizer.encode(p.prompt)} for p in problems]
+        prompts = [{"prompt_token_ids": self._prompt_ids(p)} for p in problems]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         groups = []
         for problem, out in zip(problems, outputs):
             groups.append([self._completion(problem, out.prompt_token_ids, o) for o in out.outputs])
         return groups
+
+    def _prompt_ids(self, problem: Problem) -> list[int]:
+        """The prompt's token ids; with ``meta["messages"]`` (the chat template) the model's chat template."""
+        messages = problem.meta.get("messages")
+        if messages and getattr(self.tokenizer, "chat_template", None):
+            return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        return self.tokenizer.encode(problem.prompt)
 
     def _completion(self, problem: Problem, prompt_ids, output) -> Completion:
         ids = list(output.token_ids)

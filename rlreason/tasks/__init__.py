@@ -1,4 +1,5 @@
-"""Tasks turn a source of problems into ``Problem`` records: synthetic generators here, datasets later.
+"""Tasks turn a source of problems into ``Problem`` records: synthetic generators here, benchmarks in
+:mod:`rlreason.tasks.benchmarks`. Both offer ``eval_problems(n, data_dir)`` and ``train_problems(seed, data_dir)``.
 
 A task offers a held-out evaluation set (fixed, the same for every run) and an endless training stream that never
 yields a held-out prompt. Tasks are registered by name like algorithms and verifiers.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from rlreason.registry import Registry
 from rlreason.tasks import arithmetic, programs
+from rlreason.tasks.benchmarks import BENCHMARKS
 from rlreason.types import Problem
 
 # Seeds for held-out sets are fixed by the task, not the run, so every run evaluates on the same problems.
@@ -28,8 +30,9 @@ class SyntheticTask:
 
     held_out_size: int = 200  # the first this-many distinct eval problems are never trained on
 
-    def eval_problems(self, n: int) -> list[Problem]:
-        """The first ``n`` problems of the task's fixed held-out set (``n <= held_out_size``)."""
+    def eval_problems(self, n: int | None = None, data_dir: str | None = None) -> list[Problem]:
+        """The first ``n`` problems of the task's fixed held-out set (``n <= held_out_size``; None: all)."""
+        n = self.held_out_size if n is None else n
         if n > self.held_out_size:
             raise ValueError(f"task {self.name!r} holds out {self.held_out_size} problems; asked for {n}")
         rng, seen, out = random.Random(f"{self.name}:{_EVAL_SEED}"), set(), []
@@ -54,11 +57,11 @@ class SyntheticTask:
             if problem.prompt not in exclude:
                 yield problem, solution
 
-    def train_problems(self, seed: int) -> Iterator[Problem]:
+    def train_problems(self, seed: int, data_dir: str | None = None) -> Iterator[Problem]:
         return (problem for problem, _ in self.examples(seed))
 
 
-TASKS: Registry[SyntheticTask] = Registry("task")
+TASKS: Registry = Registry("task")
 TASKS.register("arithmetic", SyntheticTask(
     "arithmetic", "add/subtract chains of 2-4 numbers, worked line by line, answer after ####",
     arithmetic.sample_problem))
@@ -66,5 +69,9 @@ TASKS.register("programs", SyntheticTask(
     "programs", "write f(x) from four input/output examples; checked on hidden inputs", programs.sample_problem))
 
 
-def get_task(name: str) -> SyntheticTask:
+for _benchmark in BENCHMARKS:
+    TASKS.register(_benchmark.name, _benchmark)
+
+
+def get_task(name: str):
     return TASKS.get(name)

@@ -1,0 +1,159 @@
+"""Benchmark tasks read from a data directory (``tasks.data_dir`` or ``$RLREASON_DATA_DIR``), with the Hugging
+Face hub as the fallback for users online. Each benchmark is a small spec: where its files are, how a record
+becomes a ``Problem`` (prompt, gold reference, verifier), and which split trains and which evaluates.
+
+Prompt templates: ``plain`` (a base model continues the text) and ``chat`` (the same instruction as the user
+message; the rollout engine applies the model's chat template to ``problem.meta["messages"]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlreason.types import Problem
+
+DATA_DIR_ENV = "RLREASON_DATA_DIR"
+MATH_INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{}."
+
+
+def last_boxed(text: str) -> str:
+    from rlreason.verifiers.math_equiv import boxed_contents
+
+    boxes = boxed_contents(text)
+    if not boxes:
+        raise ValueError("solution has no \\boxed{} answer")
+    return boxes[-1].strip()
+
+
+def _math_problem(task: str, pid: str, question: str, gold: str) -> Problem:
+    return Problem(id=f"{task}:{pid}", prompt=f"{question}\n{MATH_INSTRUCTION}\n", reference=gold,
+                   verifier="math_answer", task=task)
+
+
+def _gsm8k(r: dict, i: int) -> Problem:
+    return _math_problem("gsm8k", str(i), r["question"], r["answer"].split("####")[-1].strip().replace(",", ""))
+
+
+def _math(r: dict, i: int) -> Problem:
+    return _math_problem("math", r.get("unique_id", str(i)), r["problem"], last_boxed(r["solution"]))
+
+
+def _math500(r: dict, i: int) -> Problem:
+    return _math_problem("math500", r["unique_id"], r["problem"], r["answer"])
+
+
+def _aime(task: str) -> Callable[[dict, int], Problem]:
+    def convert(r: dict, i: int) -> Problem:
+        problem = r["problem"].replace("\x0c", "\\f")  # AIME 2025 copy 1: "\frac" decoded as a form feed
+        return _math_problem(task, str(r.get("id", i)), problem, str(r["answer"]))
+    return convert
+
+
+def _humaneval(r: dict, i: int) -> Problem:
+    prelude = "\n".join(line for line in r["prompt"].splitlines() if line.startswith(("import ", "from ")))
+    ref = {"format": "humaneval", "prompt": r["prompt"], "test": r["test"], "entry_point": r["entry_point"],
+           "prelude": prelude}
+    return Problem(id=r["task_id"], prompt=r["prompt"], reference=ref, verifier="python_tests", task="humaneval")
+
+
+def _mbpp(r: dict, i: int) -> Problem:
+    tests = list(r["test_list"])
+    called = set(re.findall(r"([A-Za-z_]\w*)\s*\(", " ".join(tests)))
+    defined = re.findall(r"^def\s+([A-Za-z_]\w*)", r["code"], re.MULTILINE)
+    entry = next((name for name in defined if name in called), defined[0] if defined else "")
+    prompt = (f"You are an expert Python programmer, and here is your task: {r['prompt']} "
+              f"Your code should pass these tests:\n\n" + "\n".join(tests) + "\n")
+    ref = {"format": "mbpp", "tests": tests, "test_imports": list(r.get("test_imports", [])), "entry_point": entry}
+    return Problem(id=f"mbpp:{r['task_id']}", prompt=prompt, reference=ref, verifier="python_tests", task="mbpp")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A dataset-backed task. ``files``: split -> path under the data dir; ``hub``: split -> (repo, config, split)."""
+
+    name: str
+    description: str
+    files: dict[str, str]
+    hub: dict[str, tuple[str, str | None, str]]
+    convert: Callable[[dict, int], Problem]
+    train_split: str | None = None  # None: evaluation only
+    eval_split: str = "test"
+    keep: Callable[[dict], bool] | None = None  # row filter (MBPP's test range)
+    gold: Callable[[dict], str] | None = None  # the reference solution as a completion (for checks)
+
+    def records(self, split: str, data_dir: str | None = None) -> list[dict]:
+        base = data_dir or os.environ.get(DATA_DIR_ENV)
+        if base and (Path(base) / self.files[split]).is_file():
+            with open(Path(base) / self.files[split], encoding="utf-8") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        return self._from_hub(split, base)
+
+    def _from_hub(self, split: str, base: str | None) -> list[dict]:
+        where = f"{Path(base) / self.files[split]}" if base else f"no data dir (set tasks.data_dir or ${DATA_DIR_ENV})"
+        try:
+            from datasets import load_dataset
+
+            repo, config, hub_split = self.hub[split]
+            return [dict(r) for r in load_dataset(repo, config, split=hub_split)]
+        except Exception as e:  # offline, or no such dataset
+            raise FileNotFoundError(f"task {self.name!r}: {where} not found and the Hugging Face hub failed "
+                                    f"({type(e).__name__}: {str(e)[:120]})") from None
+
+    def problems(self, split: str, data_dir: str | None = None) -> list[Problem]:
+        rows = self.records(split, data_dir)
+        return [self.convert(r, i) for i, r in enumerate(rows) if self.keep is None or self.keep(r)]
+
+    def eval_problems(self, n: int | None = None, data_dir: str | None = None) -> list[Problem]:
+        problems = self.problems(self.eval_split, data_dir)
+        return problems if n is None else problems[:n]
+
+    def train_problems(self, seed: int, data_dir: str | None = None) -> Iterator[Problem]:
+        """Endless shuffled epochs over the train split (never the eval split's prompts)."""
+        if self.train_split is None:
+            raise ValueError(f"task {self.name!r} is for evaluation only (no train split)")
+        problems = self.problems(self.train_split, data_dir)
+        if self.train_split == self.eval_split:
+            held_out = {p.prompt for p in self.eval_problems(None, data_dir)}
+            problems = [p for p in problems if p.prompt not in held_out]
+        rng = random.Random(f"{self.name}:{seed}")
+        while True:
+            rng.shuffle(problems)
+            yield from problems
+
+
+def _mbpp_test_range(r: dict) -> bool:
+    return 11 <= int(r["task_id"]) <= 510
+
+
+BENCHMARKS = [
+    Benchmark("gsm8k", "grade-school math word problems (answer after ####)",
+              {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"},
+              {"train": ("openai/gsm8k", "main", "train"), "test": ("openai/gsm8k", "main", "test")},
+              _gsm8k, train_split="train", gold=lambda r: r["answer"]),
+    Benchmark("math", "MATH competition problems (Hendrycks), boxed answers",
+              {"train": "math/train.jsonl", "test": "math/test.jsonl"},
+              {"train": ("EleutherAI/hendrycks_math", None, "train"), "test": ("EleutherAI/hendrycks_math", None,
+                                                                                "test")},
+              _math, train_split="train", gold=lambda r: r["solution"]),
+    Benchmark("math500", "MATH-500 (PRM800K test split)", {"test": "math500/test.jsonl"},
+              {"test": ("HuggingFaceH4/MATH-500", None, "test")}, _math500,
+              gold=lambda r: f"\\boxed{{{r['answer']}}}"),
+    Benchmark("aime24", "AIME 2024 I and II", {"test": "aime24/test.jsonl"},
+              {"test": ("HuggingFaceH4/aime_2024", None, "train")}, _aime("aime24"),
+              gold=lambda r: f"\\boxed{{{r['answer']}}}"),
+    Benchmark("aime25", "AIME 2025 I and II", {"test": "aime25/test_mathevalharness.jsonl"},
+              {"test": ("yentinglin/aime_2025", None, "train")}, _aime("aime25"),
+              gold=lambda r: f"\\boxed{{{r['answer']}}}"),
+    Benchmark("humaneval", "HumanEval: complete the function; check(candidate) tests",
+              {"test": "humaneval/HumanEval.jsonl"}, {"test": ("openai/openai_humaneval", None, "test")},
+              _humaneval, gold=lambda r: r["canonical_solution"]),
+    Benchmark("mbpp", "MBPP (sanitized): write the function; assert tests; eval on task ids 11-510",
+              {"test": "mbpp/sanitized-mbpp.jsonl"}, {"test": ("google-research-datasets/mbpp", "sanitized", "test")},
+              _mbpp, train_split=None, keep=_mbpp_test_range, gold=lambda r: r["code"]),
+]

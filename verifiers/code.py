@@ -1,0 +1,92 @@
+"""Code verifiers: HumanEval-style ``check(candidate)`` tests and MBPP-style assert lists.
+
+The candidate program runs in a :class:`~rlreason.verifiers.sandbox.Sandbox`; the tests run here, on the values
+its functions return (plain data), with each of the program's functions replaced by a proxy that calls into the
+sandbox. The program never sees the tests and cannot report its own verdict.
+
+``problem.reference`` holds ``format`` ("humaneval" or "mbpp") and the test material:
+- humaneval: ``prompt`` (helper code and the signature), ``test`` (defines ``check``), ``entry_point``;
+- mbpp: ``tests`` (assert statements), ``test_imports`` (import lines), ``entry_point`` (the tested function).
+The candidate's source is the last fenced code block of the completion if there is one (chat models), else for
+HumanEval the prompt followed by the completion (a base model continuing the function), for MBPP the completion.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+from rlreason.types import Problem, VerifyResult
+from rlreason.verifiers import verifier
+from rlreason.verifiers.sandbox import CandidateRaised, Sandbox, SandboxError
+
+_SAFE_MODULES = {"sys", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
+                 "operator", "statistics", "fractions", "decimal", "cmath", "random", "datetime", "copy", "array",
+                 "typing", "numbers", "struct", "hashlib", "textwrap", "unicodedata", "calendar", "enum"}
+_FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
+WALL_SECONDS = 10.0
+
+
+def program_source(completion: str, problem: Problem) -> str:
+    """The program to run: the last fenced block (after the reference's ``prelude``, e.g. HumanEval's imports),
+    else prompt + completion."""
+    blocks = _FENCE.findall(completion)
+    if blocks:
+        code = blocks[-1]
+        prelude = problem.reference.get("prelude", "")
+        return f"{prelude}\n{code}" if prelude else code
+    if problem.reference["format"] == "humaneval":  # a base model continues the prompt's function
+        return problem.prompt + completion
+    return completion
+
+
+def _proxy(box: Sandbox, name: str):
+    def call(*args, **kwargs):
+        return box.call(name, *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def run_tests(source: str, reference: dict) -> tuple[int, int, str | None]:
+    """(passed, total, first error) of the reference's tests against the program ``source``."""
+    tests = reference["tests"] if reference["format"] == "mbpp" else [None]
+    passed, error = 0, None
+    with Sandbox(source, wall_s=WALL_SECONDS) as box:
+        namespace: dict = {"__name__": "__rlreason_tests__"}
+        if reference["format"] == "humaneval":
+            exec(reference["prompt"], namespace)  # trusted helpers the tests may use
+        else:
+            exec("\n".join(reference.get("test_imports", [])), namespace)
+        for name in box.modules:  # tests may use modules the program imported (MBPP's harness shares one namespace)
+            if name in _SAFE_MODULES:
+                namespace.setdefault(name, importlib.import_module(name))
+        for name in box.names:
+            namespace[name] = _proxy(box, name)
+        if reference["entry_point"] not in box.names:
+            return 0, len(tests), f"program defines no {reference['entry_point']!r}"
+        if reference["format"] == "humaneval":
+            exec(reference["test"], namespace)
+            tests = [lambda: namespace["check"](namespace[reference["entry_point"]])]
+        for test in tests:
+            try:
+                test() if callable(test) else exec(test, namespace)
+                passed += 1
+            except (AssertionError, CandidateRaised, SandboxError, Exception) as e:
+                error = error or f"{type(e).__name__}: {str(e)[:200]}"
+                if isinstance(e, SandboxError):
+                    break  # the program is gone (timeout, crash): the rest fail too
+    return passed, len(tests), error
+
+
+@verifier("python_tests")
+def python_tests(completion: str, problem: Problem) -> VerifyResult:
+    """1.0 when every test passes (HumanEval: ``check(candidate)``; MBPP: each assert), else 0."""
+    try:
+        passed, total, error = run_tests(program_source(completion, problem), problem.reference)
+    except SandboxError as e:  # the program failed to load, exited early or timed out: a wrong answer
+        return VerifyResult(0.0, {"passed": 0, "failure": str(e)[:300]})
+    details = {"passed": passed, "total": total}
+    if error:
+        details["failure"] = error
+    return VerifyResult(float(passed == total), details)

@@ -1,0 +1,72 @@
+"""Math answer equivalence: we extract the final answer, ``math-verify`` judges it against the gold answer.
+
+Extraction is ours and strict (math-verify alone is lenient: without a box it finds "5" in "1 2 3 4 5"):
+1. the last ``\\boxed{...}`` (or ``\\fbox{}``); several boxes with different contents earn nothing;
+2. else the text after the last ``####`` (GSM8K style);
+3. else the last ``<answer>...</answer>`` (the tag is ``problem.meta["answer_tag"]``, default ``answer``).
+No anchor, no reward. Only the extracted text is handed to math-verify, so a list of numbers inside the box is a
+list, not a lucky hit. math-verify's own timeouts use ``signal.alarm``, which works only in a main thread; the
+scoring runner calls verifiers in worker processes' main threads and adds its own hard deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from rlreason.types import Problem, VerifyResult
+from rlreason.verifiers import verifier
+
+MAX_ANSWER_CHARS = 1000
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def boxed_contents(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` with balanced braces, in order (unclosed boxes are skipped)."""
+    out = []
+    for match in _BOX.finditer(text):
+        depth, start = 1, match.end()
+        for i in range(start, min(len(text), start + 10 * MAX_ANSWER_CHARS)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                out.append(text[start:i])
+                break
+    return out
+
+
+def extract_answer(text: str, tag: str = "answer") -> tuple[str | None, str]:
+    """(answer, how) or (None, why not)."""
+    boxes = boxed_contents(text)
+    if boxes:
+        if len({b.strip() for b in boxes}) > 1:
+            return None, "several different boxed answers"
+        return boxes[-1].strip(), "boxed"
+    hashes = re.findall(r"####\s*([^\n]*)", text)
+    if hashes:
+        return hashes[-1].strip().replace(",", ""), "####"
+    tags = re.findall(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", text, re.DOTALL)
+    if tags:
+        return tags[-1].strip(), "tag"
+    return None, "no answer anchor (\\boxed{}, ####, or an answer tag)"
+
+
+def equivalent(answer: str, gold: str) -> bool:
+    from math_verify import parse, verify
+
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    gold_parsed = parse(f"${gold}$", parsing_timeout=timeout)
+    answer_parsed = parse(f"${answer}$", parsing_timeout=timeout)
+    if not gold_parsed or not answer_parsed:
+        return False
+    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=timeout))
+
+
+@verifier("math_answer")
+def math_answer(completion: str, problem: Problem) -> VerifyResult:
+    """1.0 when the extracted final answer is mathematically equivalent to ``problem.reference``."""
+    answer, how = extract_answer(completion, problem.meta.get("answer_tag", "answer"))
+    if answer is None:
+        return VerifyResult(0.0, {"extracted": None, "reason": how})
+    if len(answer) > MAX_ANSWER_CHARS or not answer:
+        return VerifyResult(0.0, {"extracted": answer[:80], "reason": "answer empty or too long"})
+    return VerifyResult(float(equivalent(answer, str(problem.reference))), {"extracted": answer, "anchor": how})
