@@ -30,3 +30,12 @@ def engine(tiny_model_path):
     from rlreason.rollout.engine import RolloutEngine
 
     return RolloutEngine(tiny_model_path, seed=0)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    """The benchmark data the tests read (the project itself never assumes this path)."""
+    path = Path(os.environ.get("RLREASON_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+    if not path.is_dir():
+        pytest.skip(f"benchmark data not found at {path} (set RLREASON_TEST_DATA)")
+    return str(path)
