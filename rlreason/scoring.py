@@ -1,13 +1,16 @@
-"""Run verifiers over completions in worker processes with a hard deadline; failures score 0, never crash.
+"""Run verifiers over completions in worker processes with hard deadlines; failures score 0, never crash.
 
-A verifier that raises, hangs past ``timeout_s`` or returns something other than a ``VerifyResult`` gives score 0
-with the error recorded; a hung pool is torn down and rebuilt. Workers resolve verifiers by name (only names and
-picklable records cross the process boundary), after ``load_plugins()``.
+Each call has its own deadline (``timeout_s``, a real-time interval timer in the worker's main thread that raises
+out of Python code); a verifier stuck in C code is caught by the batch deadline, which tears the pool down and
+rebuilds it. A verifier that raises, times out or returns something other than a ``VerifyResult`` gives score 0
+with the error recorded. Workers resolve verifiers by name (only names and picklable records cross the process
+boundary), after ``load_plugins()``.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
@@ -15,13 +18,29 @@ from rlreason.registry import load_plugins
 from rlreason.types import Problem, VerifyResult
 
 
-def _verify_one(verifier: str, completion: str, problem: Problem) -> VerifyResult:
+class VerifierTimeout(BaseException):
+    """Raised by the per-call timer; a BaseException so that a verifier's ``except Exception`` cannot swallow it."""
+
+
+def _on_alarm(signum, frame):
+    raise VerifierTimeout
+
+
+def _verify_one(verifier: str, completion: str, problem: Problem, timeout_s: float | None = None) -> VerifyResult:
     from rlreason.verifiers import get_verifier
 
+    if timeout_s:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
         result = get_verifier(verifier)(completion, problem)
+    except VerifierTimeout:
+        return VerifyResult(0.0, {}, error=f"verifier timed out after {timeout_s}s")
     except Exception as e:  # a verifier never crashes a run
         return VerifyResult(0.0, {}, error=f"{type(e).__name__}: {e}"[:300])
+    finally:
+        if timeout_s:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     if not isinstance(result, VerifyResult):
         return VerifyResult(0.0, {}, error=f"verifier returned {type(result).__name__}, not VerifyResult")
     return result
@@ -30,7 +49,7 @@ def _verify_one(verifier: str, completion: str, problem: Problem) -> VerifyResul
 class Scorer:
     """A bounded pool of verifier processes. Use as a context manager or call ``close()``."""
 
-    def __init__(self, workers: int = 2, timeout_s: float = 10.0) -> None:
+    def __init__(self, workers: int = 2, timeout_s: float = 15.0) -> None:
         self.workers, self.timeout_s = workers, timeout_s
         self.timeouts = 0
         self._pool = self._new_pool()
@@ -43,9 +62,9 @@ class Scorer:
 
     def score(self, items: list[tuple[str, Problem]]) -> list[VerifyResult]:
         """``items``: (completion text, problem) pairs -> one result each, in order."""
-        futures = [self._pool.submit(_verify_one, p.verifier, text, p) for text, p in items]
+        futures = [self._pool.submit(_verify_one, p.verifier, text, p, self.timeout_s) for text, p in items]
         # Worst case without a hang: every item takes the full timeout, run ``workers`` at a time.
-        deadline = time.monotonic() + self.timeout_s * -(-len(items) // self.workers)
+        deadline = time.monotonic() + (self.timeout_s + 1.0) * -(-len(items) // self.workers)
         wait(futures, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_EXCEPTION)
         results, hung = [], False
         for f in futures:

@@ -21,8 +21,24 @@ def test_failing_verifiers_score_zero_and_never_crash_the_run():
         assert time.monotonic() - start < 10
         assert [r.score for r in results] == [1.0, 0.0, 0.0, 0.0, 1.0]
         assert "boom" in results[1].error
-        assert "timed out" in results[2].error
+        assert "timed out after 1.0s" in results[2].error  # the per-call timer, no pool restart
         assert "VerifyResult" in results[3].error
+        assert scorer.timeouts == 0
+
+
+def test_each_call_has_its_own_deadline():
+    with Scorer(workers=2, timeout_s=0.5) as scorer:
+        start = time.monotonic()
+        results = scorer.score([("x", _problem("plugins.flaky_verifiers:hangs"))] * 6
+                               + [("#### 3", _problem("exact_answer"))])
+        assert time.monotonic() - start < 4  # 6 hangs, 2 at a time, 0.5 s each (+ slack)
+        assert [r.score for r in results] == [0.0] * 6 + [1.0]
+
+
+def test_a_verifier_that_blocks_the_timer_is_stopped_by_the_batch_deadline_and_the_pool_rebuilt():
+    with Scorer(workers=2, timeout_s=0.5) as scorer:
+        results = scorer.score([("x", _problem("plugins.flaky_verifiers:hangs_blocking_timers")),
+                                ("#### 3", _problem("exact_answer"))])
+        assert "timed out" in results[0].error and results[1].score == 1.0
         assert scorer.timeouts == 1
-        # the pool was rebuilt after the hang and still works
         assert scorer.score([("#### 3", _problem("exact_answer"))])[0].score == 1.0

@@ -5,14 +5,13 @@ Extraction is ours and strict (math-verify alone is lenient: without a box it fi
 2. else the text after the last ``####`` (GSM8K style);
 3. else the last ``<answer>...</answer>`` (the tag is ``problem.meta["answer_tag"]``, default ``answer``).
 No anchor, no reward. Only the extracted text is handed to math-verify, so a list of numbers inside the box is a
-list, not a lucky hit. math-verify's own timeouts use ``signal.alarm``, which works only in a main thread; the
-scoring runner calls verifiers in worker processes' main threads and adds its own hard deadline.
+list, not a lucky hit. math-verify's own ``signal.alarm`` timeouts are off (they work only in a main thread);
+the scoring runner bounds every call with its own timer in the worker process.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 
 from rlreason.types import Problem, VerifyResult
 from rlreason.verifiers import verifier
@@ -51,14 +50,15 @@ def extract_answer(text: str, tag: str = "answer") -> tuple[str | None, str]:
 
 
 def equivalent(answer: str, gold: str) -> bool:
+    """math-verify's judgement, with its own signal timeouts off: they work only in a main thread and would
+    cancel the scoring runner's per-call timer, which bounds this call instead."""
     from math_verify import parse, verify
 
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    gold_parsed = parse(f"${gold}$", parsing_timeout=timeout)
-    answer_parsed = parse(f"${answer}$", parsing_timeout=timeout)
+    gold_parsed = parse(f"${gold}$", parsing_timeout=None)
+    answer_parsed = parse(f"${answer}$", parsing_timeout=None)
     if not gold_parsed or not answer_parsed:
         return False
-    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=timeout))
+    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
 
 
 @verifier("math_answer")

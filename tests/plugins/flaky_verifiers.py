@@ -17,6 +17,16 @@ def hangs(completion, problem):
     return VerifyResult(1.0)
 
 
+@verifier("test_hangs_blocking_timers")
+def hangs_blocking_timers(completion, problem):
+    """Hangs where no per-call timer can reach it (as a verifier stuck in C code would)."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(60)
+    return VerifyResult(1.0)
+
+
 @verifier("test_garbage")
 def garbage(completion, problem):
     return 1.0
