@@ -57,7 +57,8 @@ def _cases(host: dict) -> list[tuple[str, str]]:
                               "def add(a, b): return 0",
         "always-equal object": "class Eq:\n    def __eq__(self, o): return True\ndef add(a, b): return Eq()",
         "segfault": "import ctypes\nctypes.string_at(0)",
-        "thread bomb": "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(100,)).start()",
+        "thread bomb": "import threading, time\nwhile True:\n"
+                       "    threading.Thread(target=time.sleep, args=(100,)).start()",
         "fd exhaustion": "fs = [open(f'f{i}', 'w') for i in range(10**5)]\ndef add(a, b): return 0",
         "escalate to root": "import os\nos.setuid(0)\ndef add(a, b): return 0",
         "daemonize and linger": "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
