@@ -1,4 +1,5 @@
-"""Command line: ``rlreason train [RECIPE] [dotted.key=value ...]``, ``rlreason pretrain-tiny``, listings.
+"""Command line: ``rlreason train [RECIPE] [dotted.key=value ...]``, ``rlreason verify VERIFIER [FILE]``,
+``rlreason pretrain-tiny``, listings.
 
 A bad recipe exits with code 2 and one line naming the field and what is allowed, before any process starts.
 """
@@ -97,6 +98,29 @@ def verifiers() -> None:
     for name in VERIFIERS.names():
         doc = (VERIFIERS.get(name).__doc__ or "").strip().splitlines()
         typer.echo(f"{name:14s} {doc[0] if doc else ''}")
+
+
+@app.command()
+def verify(verifier: str = typer.Argument(..., help="a registered verifier or module:function"),
+           path: Optional[Path] = typer.Argument(None, help="JSONL file (default: stdin)"),
+           workers: int = typer.Option(2, min=1), timeout: float = typer.Option(15.0, min=0.1),
+           chunk: int = typer.Option(256, min=1, help="records scored per batch")) -> None:
+    """Score JSONL records (problem fields + ``completion``); one JSON result per line on stdout."""
+    from rlreason.registry import UnknownNameError, load_plugins
+    from rlreason.verify_cli import score_stream
+    from rlreason.verifiers import VERIFIERS
+
+    load_plugins()
+    try:
+        VERIFIERS.get(verifier)
+    except UnknownNameError as e:
+        _fail(f"verifier: {e}")
+    if path is not None and not path.is_file():
+        _fail(f"path: no such file {str(path)!r}")
+    with (open(path, encoding="utf-8") if path else sys.stdin) as lines:
+        bad = score_stream(verifier, lines, sys.stdout, workers=workers, timeout_s=timeout, chunk=chunk)
+    if bad:
+        _fail(f"{bad} input line(s) were not valid records (see their 'error' results)")
 
 
 def main() -> None:

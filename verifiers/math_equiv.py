@@ -11,6 +11,7 @@ the scoring runner bounds every call with its own timer in the worker process.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from rlreason.types import Problem, VerifyResult
@@ -18,19 +19,23 @@ from rlreason.verifiers import verifier
 
 MAX_ANSWER_CHARS = 1000
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
 
 
 def boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{...}`` with balanced braces, in order (unclosed boxes are skipped)."""
-    out = []
-    for match in _BOX.finditer(text):
-        depth, start = 1, match.end()
-        for i in range(start, min(len(text), start + 10 * MAX_ANSWER_CHARS)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                out.append(text[start:i])
-                break
-    return out
+    """Contents of every ``\\boxed{...}`` with balanced braces, in order (unclosed boxes are skipped).
+
+    One pass over the braces (a stack), so a megabyte of ``\\boxed{`` costs linear time, not quadratic."""
+    opens = [m.end() - 1 for m in _BOX.finditer(text)]
+    if not opens:
+        return []
+    closing, stack = {}, []
+    for m in _BRACE.finditer(text, opens[0]):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            closing[stack.pop()] = m.start()
+    return [text[i + 1: closing[i]] for i in opens if i in closing]
 
 
 def extract_answer(text: str, tag: str = "answer") -> tuple[str | None, str]:
@@ -49,11 +54,34 @@ def extract_answer(text: str, tag: str = "answer") -> tuple[str | None, str]:
     return None, "no answer anchor (\\boxed{}, ####, or an answer tag)"
 
 
+# Limits on an extracted answer before any parsing; every gold answer of MATH (12,998) sits far inside them
+# (at most 7 carets, brace depth 2, 9 fractions). Beyond them sympy can spend minutes, or hang in C code that
+# no timer interrupts (9^9^9, 10^{10^9}, 100000!).
+_TOWER = re.compile(r"\^\s*(?:\{[^{}]*\}|[\w.]+)\s*\^|\^\s*\{[^{}]*\^")
+_BIG_EXPONENT = re.compile(r"\^\s*\{?\s*\d{5,}|\d{6,}\s*!")
+
+
+def too_complex(answer: str) -> str | None:
+    """Why ``answer`` is refused before parsing, or None."""
+    depth = deepest = 0
+    for ch in answer:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        deepest = max(deepest, depth)
+    if deepest > 8:
+        return "braces nested too deeply"
+    if answer.count("^") > 16 or answer.count("\\frac") > 24:
+        return "too many powers or fractions"
+    if _TOWER.search(answer) or _BIG_EXPONENT.search(answer):
+        return "power tower or huge exponent/factorial"
+    return None
+
+
 def equivalent(answer: str, gold: str) -> bool:
     """math-verify's judgement, with its own signal timeouts off: they work only in a main thread and would
     cancel the scoring runner's per-call timer, which bounds this call instead."""
     from math_verify import parse, verify
 
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its "timeout disabled" notice: we bound the call
     gold_parsed = parse(f"${gold}$", parsing_timeout=None)
     answer_parsed = parse(f"${answer}$", parsing_timeout=None)
     if not gold_parsed or not answer_parsed:
@@ -67,6 +95,7 @@ def math_answer(completion: str, problem: Problem) -> VerifyResult:
     answer, how = extract_answer(completion, problem.meta.get("answer_tag", "answer"))
     if answer is None:
         return VerifyResult(0.0, {"extracted": None, "reason": how})
-    if len(answer) > MAX_ANSWER_CHARS or not answer:
-        return VerifyResult(0.0, {"extracted": answer[:80], "reason": "answer empty or too long"})
+    refused = "answer empty or too long" if len(answer) > MAX_ANSWER_CHARS or not answer else too_complex(answer)
+    if refused:
+        return VerifyResult(0.0, {"extracted": answer[:80], "reason": refused})
     return VerifyResult(float(equivalent(answer, str(problem.reference))), {"extracted": answer, "anchor": how})
