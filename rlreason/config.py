@@ -57,6 +57,22 @@ class ModelConfig(Section):
         return str(Path(self.path).resolve())
 
 
+class RewardTerm(Section):
+    """One weighted component of a composite reward; ``task`` means each problem's own verifier."""
+
+    verifier: str = "task"
+    weight: float = 1.0
+
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, name: str) -> str:
+        from rlreason.verifiers import VERIFIERS
+
+        if name != "task":
+            _resolve(VERIFIERS, name)
+        return name
+
+
 class TasksConfig(Section):
     train: tuple[str, ...] = ("arithmetic",)
     weights: tuple[float, ...] | None = Field(None, description="mixing weights of the train tasks")
@@ -68,6 +84,8 @@ class TasksConfig(Section):
                                                                     "template around them")
     verifier: str | None = Field(None, description="score every task with this verifier instead of its own "
                                                    "(a registered name or module:function)")
+    rewards: tuple[RewardTerm, ...] = Field((), description="composite reward: weighted verifiers summed, the "
+                                            "first one decides accuracy; each reported as reward/<verifier>")
     retire_solved_at: float | None = Field(None, gt=0.0, le=1.0, description="a training prompt whose group "
                                            "accuracy reaches this leaves the pool (ScaleRL's no-positive-"
                                            "resampling); None: never")

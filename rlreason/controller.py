@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from rlreason.batching import build_train_batch
 from rlreason.config import RunConfig
 from rlreason.rollout.engine import SamplingSpec
-from rlreason.scoring import Scorer
+from rlreason.scoring import Scorer, score_composite
 from rlreason.tasks import get_task
 from rlreason.types import Problem, ScoredGroup
 
@@ -76,7 +76,8 @@ def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec) -> l
 
 def score(ctx: Context, generated: list[tuple[Problem, list]]) -> list[ScoredGroup]:
     items = [(c.text, p) for p, group in generated for c in group]
-    results = iter(ctx.scorer.score(items))
+    terms = ctx.cfg.tasks.rewards
+    results = iter(score_composite(ctx.scorer, items, terms) if terms else ctx.scorer.score(items))
     return [ScoredGroup(p, group, [next(results) for _ in group]) for p, group in generated]
 
 
@@ -160,9 +161,20 @@ def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, flo
         "accuracy": statistics.fmean(correct), "completion_len": statistics.fmean(lengths),
         "truncated_frac": statistics.fmean(c.finish_reason == "length" for g in groups for c in g.completions),
         "verifier_errors": sum(r.error is not None for g in groups for r in g.results),
-        "solved_none_frac": statistics.fmean(not any(g.rewards) for g in groups),
+        "solved_none_frac": statistics.fmean(not any(r.correct for r in g.results) for g in groups),
         "rollout_tokens_per_s": sum(lengths) / max(gen_time, 1e-9), "rollout_time_s": gen_time,
+        **component_means(groups),
     }
+
+
+def component_means(groups: list[ScoredGroup]) -> dict[str, float]:
+    """``reward/<verifier>``: the mean of each composite-reward component (none without a composite reward)."""
+    sums: dict[str, list[float]] = {}
+    for g in groups:
+        for r in g.results:
+            for name, value in r.details.get("components", {}).items():
+                sums.setdefault(f"reward/{name}", []).append(value)
+    return {k: statistics.fmean(v) for k, v in sums.items()}
 
 
 def evaluate(ctx: Context) -> dict[str, float]:

@@ -93,3 +93,24 @@ class Scorer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def score_composite(scorer: Scorer, items: list[tuple[str, Problem]], terms) -> list[VerifyResult]:
+    """Sum of ``weight * score`` over ``terms`` (each with ``verifier``, ``weight``; ``task`` is the problem's own
+    verifier). The first term's verdict is the result's ``passed`` (accuracy); each term's score is in
+    ``details["components"]``; the first error, if any, is kept."""
+    from dataclasses import replace
+
+    per_term = []
+    for term in terms:
+        scored = [(text, p if term.verifier == "task" else replace(p, verifier=term.verifier)) for text, p in items]
+        per_term.append(scorer.score(scored))
+    out = []
+    for i in range(len(items)):
+        parts = [results[i] for results in per_term]
+        names = [t.verifier if t.verifier != "task" else "task" for t in terms]
+        total = sum(t.weight * r.score for t, r in zip(terms, parts))
+        error = next((r.error for r in parts if r.error), None)
+        out.append(VerifyResult(total, {**parts[0].details, "components": dict(zip(names, (r.score for r in parts)))},
+                                error=error, passed=parts[0].correct))
+    return out

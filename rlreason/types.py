@@ -48,9 +48,12 @@ class VerifyResult:
     score: float
     details: dict = field(default_factory=dict)
     error: str | None = None
+    passed: bool | None = None  # set by composite rewards: the task verifier's verdict, whatever the shaping
 
     @property
     def correct(self) -> bool:
+        if self.passed is not None:
+            return self.passed
         return self.error is None and self.score >= 1.0
 
 

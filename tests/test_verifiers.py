@@ -37,3 +37,30 @@ def test_python_io_cannot_print_its_way_to_a_pass():
     check = get_verifier("python_io")
     forged = check('    print(\'\\n@@RESULT@@["1", "3", "11"]\'); import sys; sys.exit(0)', PROG)
     assert forged.score == 0.0
+
+
+def test_format_and_length_rewards():
+    from rlreason.verifiers.shaping import answer_format, length_penalty
+
+    p = Problem("f", "", "7", "answer_format")
+    assert answer_format("think... <answer>7</answer>", p).score == 1.0
+    assert answer_format("<answer>7</answer> more text", p).score == 0.0
+    assert answer_format("<answer>7</answer><answer>8</answer>", p).score == 0.0
+    assert answer_format("<answer> </answer>", p).score == 0.0
+    budget = Problem("l", "", "", "length_penalty", meta={"length_budget": 10})
+    assert [length_penalty("x" * n, budget).score for n in (5, 10, 15, 20, 40)] == [0.0, 0.0, -0.5, -1.0, -1.0]
+
+
+def test_composite_reward_sums_weighted_terms_and_keeps_the_task_verdict():
+    from rlreason.config import load_config
+    from rlreason.scoring import Scorer, score_composite
+
+    cfg = load_config(None, ["tasks.rewards=[{verifier: task, weight: 1.0}, {verifier: answer_format, weight: 0.5},"
+                             " {verifier: length_penalty, weight: 2.0}]"])
+    p = Problem("c", "", "7", "exact_answer", meta={"length_budget": 20})
+    items = [("#### 7", p), ("<answer>7</answer>", p), ("#### 8" + "x" * 24, p)]
+    with Scorer(workers=1) as scorer:
+        results = score_composite(scorer, items, cfg.tasks.rewards)
+    assert [r.score for r in results] == [1.0, 0.5, 2.0 * -0.5]
+    assert [r.correct for r in results] == [True, False, False]
+    assert results[0].details["components"] == {"task": 1.0, "answer_format": 0.0, "length_penalty": 0.0}

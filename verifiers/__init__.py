@@ -29,4 +29,4 @@ def get_verifier(name: str) -> VerifyFn:
     return VERIFIERS.get(name)
 
 
-from rlreason.verifiers import answers, code, math_equiv, python_io  # noqa: E402,F401  (register built-ins)
+from rlreason.verifiers import answers, code, math_equiv, python_io, shaping  # noqa: E402,F401  (built-ins)
