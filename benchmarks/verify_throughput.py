@@ -7,6 +7,8 @@ scoring runner (worker processes, per-call deadlines), each next to a peer measu
   completion.
 
     python benchmarks/verify_throughput.py --data-dir ../shared/datasets [--workers 2]
+
+A second table shows how our throughput scales from 1 worker process to ``--workers``.
 """
 
 from __future__ import annotations
@@ -49,15 +51,18 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    rows = []
+    rows, scaling = [], []
     for task, peer_name, peer in (("humaneval", "bare subprocess, no isolation", _bare_humaneval),
                                   ("math500", "plain math-verify on the completion", _plain_math_verify)):
         bench = get_task(task)
         records = bench.records("test", args.data_dir)
         problems = [bench.convert(r, i) for i, r in enumerate(records)]
         golds = [bench.gold(r) for r in records]
-        with Scorer(workers=args.workers) as scorer:
-            ours = _rate(len(golds), lambda: sum(r.correct for r in scorer.score(list(zip(golds, problems)))))
+        items = list(zip(golds, problems))
+        for workers in sorted({1, args.workers}):
+            with Scorer(workers=workers) as scorer:
+                ours = _rate(len(golds), lambda: sum(r.correct for r in scorer.score(items)))
+            scaling.append((task, workers, ours[0]))
         peer_items = [(r, g) for r, g in zip(records, golds)] if task == "humaneval" else \
             [(g, str(p.reference)) for g, p in zip(golds, problems)]
         with ProcessPoolExecutor(args.workers) as pool:
@@ -69,7 +74,12 @@ def main() -> None:
     for task, n, (ours_rate, ours_pass), peer_name, (peer_rate, peer_pass) in rows:
         print(f"{task:10} {n:5d} {ours_rate:8.1f} {ours_pass:9.3f}  {peer_name:38} {peer_rate:8.1f} {peer_pass:9.3f} "
               f"{ours_rate / peer_rate:9.2f}")
+    print(f"\n{'benchmark':10} {'workers':>7} {'items/s':>8} {'vs 1 worker':>11}")
+    base = {task: rate for task, workers, rate in scaling if workers == 1}
+    for task, workers, rate in scaling:
+        print(f"{task:10} {workers:7d} {rate:8.1f} {rate / base[task]:11.2f}")
 
 
 if __name__ == "__main__":
     main()
+

@@ -10,6 +10,7 @@ boundary), after ``load_plugins()``.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -49,8 +50,9 @@ def _verify_one(verifier: str, completion: str, problem: Problem, timeout_s: flo
 class Scorer:
     """A bounded pool of verifier processes. Use as a context manager or call ``close()``."""
 
-    def __init__(self, workers: int = 2, timeout_s: float = 15.0) -> None:
-        self.workers, self.timeout_s = workers, timeout_s
+    def __init__(self, workers: int | None = None, timeout_s: float = 15.0) -> None:
+        """``workers``: processes (default: one per core, so throughput scales with the machine)."""
+        self.workers, self.timeout_s = workers or os.cpu_count() or 1, timeout_s
         self.timeouts = 0
         self._pool = self._new_pool()
 

@@ -27,3 +27,26 @@ def test_solved_prompts_leave_the_pool_and_the_stream_skips_them():
 def test_retirement_is_off_by_default():
     ctx = Context(load_config(), [], None, None)
     assert retire_solved(ctx, [_group("a", [1.0] * 4)]) == 0 and not ctx.retired
+
+
+def test_chat_template_and_verifier_override_apply_to_every_problem():
+    cfg = load_config(None, ["tasks.template=chat", "tasks.verifier=math_answer"])
+    problem = next(problem_stream(cfg))
+    assert problem.verifier == "math_answer"
+    assert problem.meta["messages"] == [{"role": "user", "content": problem.prompt}]
+
+
+def test_verify_command_scores_jsonl_and_flags_bad_lines(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"completion": "#### 5", "reference": "5", "id": "ok"}\n'
+                       '{"completion": "\\\\boxed{6}", "reference": "5"}\nnot json\n')
+    proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "verify", "math_answer", str(records),
+                           "--workers", "1"], capture_output=True, text=True, timeout=120)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r.get("score") for r in rows] == [1.0, 0.0, None] and rows[0]["id"] == "ok"
+    assert rows[1]["details"]["extracted"] == "6" and rows[2]["error"].startswith("not JSON")
+    assert proc.returncode == 2 and "1 input line(s)" in proc.stderr
