@@ -90,7 +90,7 @@ class Learner:
 
     def _forward(self, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = True, model=None):
         """Policy (or ``model``) forward under the recipe's precision; critic values when there is a critic."""
-        model = model or self.model
+        model = self.model if model is None else model
         with autocast(self.device, self.cfg.model.dtype):
             out = policy_forward(model, ids, attn, with_entropy, self.cfg.train.fp32_logits)
             values = None
