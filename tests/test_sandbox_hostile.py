@@ -161,3 +161,14 @@ def test_a_program_that_never_answers_times_out_within_the_deadline():
         with Sandbox("import time\ntime.sleep(100)", wall_s=1.0):
             pass
     assert time.monotonic() - start < 3.0
+
+
+def test_without_namespaces_the_limits_and_the_protocol_still_hold():
+    """The degraded mode machines without namespaces get (a warning is logged there): no isolation, but
+    limits, deadlines and an unforgeable verdict."""
+    with Sandbox("def f(x):\n    return x * 2\n", isolated=False) as box:
+        assert box.call("f", 21) == 42
+    for program, message in (("while True:\n    pass", "timed out|exited"), ("import sys\nsys.exit(0)", "SystemExit"),
+                             ("x = bytearray(2 * 10**9)", "MemoryError")):
+        with pytest.raises(SandboxError, match=message):
+            Sandbox(program, isolated=False, wall_s=2.0, cpu_s=1)
