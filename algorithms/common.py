@@ -23,6 +23,13 @@ def group_normalized_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, s
     return out
 
 
+def group_sums(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
+    """For each row, the sum of ``values`` over its group. [B] -> [B]"""
+    _, inverse = torch.unique(group_ids, return_inverse=True)
+    totals = values.new_zeros(int(inverse.max()) + 1).index_add_(0, inverse, values)
+    return totals[inverse]
+
+
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
     """Per-token estimate of KL(pi || pi_ref) from sampled tokens (Schulman, "Approximating KL divergence").
 

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 
 from rlreason.algorithms.base import AdvantageInputs, AlgorithmSpec, LossAggregation, register_algorithm
-from rlreason.algorithms.common import group_normalized_advantage
+from rlreason.algorithms.common import group_normalized_advantage, group_sums
 from rlreason.algorithms.grpo import ClipConfig, GRPOConfig, clipped_surrogate_loss, grpo_advantage
 
 
@@ -38,10 +38,7 @@ class RLOOConfig(GRPOConfig):
 def leave_one_out_advantage(inputs: AdvantageInputs, cfg: RLOOConfig) -> torch.Tensor:
     """[B] rewards -> [B, T]: r_i minus the mean of the other completions of its group."""
     centred = group_normalized_advantage(inputs.rewards, inputs.group_ids, scale=False)
-    sizes = torch.zeros_like(inputs.rewards)
-    for gid in torch.unique(inputs.group_ids):
-        idx = inputs.group_ids == gid
-        sizes[idx] = idx.sum()
+    sizes = group_sums(torch.ones_like(centred), inputs.group_ids)
     adv = centred * sizes / (sizes - 1).clamp(min=1)
     return adv[:, None] * inputs.loss_mask
 
@@ -93,12 +90,9 @@ class OPOConfig(ClipConfig):
 
 def length_weighted_baseline_advantage(inputs: AdvantageInputs, cfg: OPOConfig) -> torch.Tensor:
     lengths = inputs.loss_mask.sum(1)
-    adv = torch.zeros_like(inputs.rewards, dtype=torch.float32)
-    for gid in torch.unique(inputs.group_ids):
-        idx = inputs.group_ids == gid
-        r, n = inputs.rewards[idx].float(), lengths[idx]
-        adv[idx] = r - (n * r).sum() / n.sum().clamp(min=1.0)
-    return adv[:, None] * inputs.loss_mask
+    rewards = inputs.rewards.float()
+    baseline = group_sums(lengths * rewards, inputs.group_ids) / group_sums(lengths, inputs.group_ids).clamp(min=1.0)
+    return (rewards - baseline)[:, None] * inputs.loss_mask
 
 
 register_algorithm(AlgorithmSpec(

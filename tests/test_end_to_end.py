@@ -53,31 +53,27 @@ def test_policy_version_advances_in_every_worker_and_training_lowers_the_loss(cl
 ALGORITHMS = sorted(name for name in __import__("rlreason.algorithms").algorithms.ALGORITHMS.names())
 
 
+def _short_run_rewards(args: list[str], tmp_path, steps: int = 40) -> list[float]:
+    """Train through the CLI without evaluations; the per-step mean rewards from metrics.jsonl."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlreason.cli", "train", *args, f"train.steps={steps}", "eval.before=false",
+         "eval.after=false", f"output.dir={tmp_path}", "name=a"], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    return [x["reward_mean"] for x in lines if x["kind"] == "train"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_each_algorithm_raises_reward_on_the_default_recipe(algorithm, tmp_path):
-    steps = 40
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlreason.cli", "train", f"algorithm.name={algorithm}", f"train.steps={steps}",
-         "rollout.max_tokens=64", "eval.before=false", "eval.after=false", f"output.dir={tmp_path}", "name=a"],
-        capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    rewards = [x["reward_mean"] for x in lines if x["kind"] == "train"]
+    rewards = _short_run_rewards([f"algorithm.name={algorithm}", "rollout.max_tokens=64"], tmp_path)
     assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10, rewards
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["ppo", "scalerl"])
 def test_algorithm_recipes_raise_reward(recipe, tmp_path):
-    steps = 40
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlreason.cli", "train", f"recipes/{recipe}.yaml", f"train.steps={steps}",
-         "eval.before=false", "eval.after=false", f"output.dir={tmp_path}", "name=r"],
-        capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    rewards = [x["reward_mean"] for x in lines if x["kind"] == "train"]
+    rewards = _short_run_rewards([f"recipes/{recipe}.yaml"], tmp_path)
     assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10, rewards
 
 
