@@ -16,6 +16,7 @@ import re
 
 from rlreason.types import Problem, VerifyResult
 from rlreason.verifiers import verifier
+from rlreason.verifiers.answers import extract_hash_answer
 
 MAX_ANSWER_CHARS = 1000
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -45,9 +46,9 @@ def extract_answer(text: str, tag: str = "answer") -> tuple[str | None, str]:
         if len({b.strip() for b in boxes}) > 1:
             return None, "several different boxed answers"
         return boxes[-1].strip(), "boxed"
-    hashes = re.findall(r"####\s*([^\n]*)", text)
-    if hashes:
-        return hashes[-1].strip().replace(",", ""), "####"
+    hashed = extract_hash_answer(text)
+    if hashed is not None:
+        return hashed.replace(",", ""), "####"
     tags = re.findall(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", text, re.DOTALL)
     if tags:
         return tags[-1].strip(), "tag"
