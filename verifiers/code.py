@@ -13,8 +13,10 @@ HumanEval the prompt followed by the completion (a base model continuing the fun
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
+import sys
 
 from rlreason.types import Problem, VerifyResult
 from rlreason.verifiers import verifier
@@ -48,33 +50,56 @@ def _proxy(box: Sandbox, name: str):
     return call
 
 
+def reserved_names(namespace: dict) -> frozenset[str]:
+    """Names whose trusted meaning a program may never replace: whatever the trusted code bound in ``namespace``
+    (helpers of the prompt, test imports, the test's own definitions), every builtin and every module name."""
+    modules = set(sys.stdlib_module_names) | {m.partition(".")[0] for m in list(sys.modules)}
+    return frozenset(namespace) | frozenset(dir(builtins)) | frozenset(modules)
+
+
+def trusted_namespace(reference: dict, box: Sandbox) -> dict:
+    """Globals for the tests, built from trusted material only: the prompt's helper code (HumanEval) or the test
+    imports (MBPP), real modules the program also imported (MBPP's harness shares one namespace), the test's
+    definitions. Then the program's entry point, and any of its functions no trusted name covers, as proxies."""
+    namespace: dict = {"__name__": "__rlreason_tests__"}
+    if reference["format"] == "humaneval":
+        exec(reference["prompt"], namespace)
+    else:
+        exec("\n".join(reference.get("test_imports", [])), namespace)
+    for name in box.modules:
+        if name in _SAFE_MODULES:
+            namespace.setdefault(name, importlib.import_module(name))
+    if reference["format"] == "humaneval":
+        exec(reference["test"], namespace)  # defines check (and METADATA); runs nothing
+    reserved = reserved_names(namespace)
+    for name in box.names:
+        if name == reference["entry_point"] or name not in reserved:
+            namespace[name] = _proxy(box, name)
+    return namespace
+
+
 def run_tests(source: str, reference: dict) -> tuple[int, int, str | None]:
-    """(passed, total, first error) of the reference's tests against the program ``source``."""
+    """(passed, total, first error) of the reference's tests against the program ``source``.
+
+    A test passes only if it completes and the program stayed alive and within its deadline throughout: a test
+    that swallowed the program's death (``except Exception``) still fails."""
     tests = reference["tests"] if reference["format"] == "mbpp" else [None]
     passed, error = 0, None
     with Sandbox(source, wall_s=WALL_SECONDS) as box:
-        namespace: dict = {"__name__": "__rlreason_tests__"}
-        if reference["format"] == "humaneval":
-            exec(reference["prompt"], namespace)  # trusted helpers the tests may use
-        else:
-            exec("\n".join(reference.get("test_imports", [])), namespace)
-        for name in box.modules:  # tests may use modules the program imported (MBPP's harness shares one namespace)
-            if name in _SAFE_MODULES:
-                namespace.setdefault(name, importlib.import_module(name))
-        for name in box.names:
-            namespace[name] = _proxy(box, name)
         if reference["entry_point"] not in box.names:
             return 0, len(tests), f"program defines no {reference['entry_point']!r}"
+        namespace = trusted_namespace(reference, box)
         if reference["format"] == "humaneval":
-            exec(reference["test"], namespace)
             tests = [lambda: namespace["check"](namespace[reference["entry_point"]])]
         for test in tests:
             try:
                 test() if callable(test) else exec(test, namespace)
+                if box.failure is not None:
+                    raise SandboxError(box.failure)
                 passed += 1
             except Exception as e:  # a failed assert, an exception raised in the program, a dead program
                 error = error or f"{type(e).__name__}: {str(e)[:200]}"
-                if isinstance(e, SandboxError):
+                if box.failure is not None:
                     break  # the program is gone (timeout, crash): the rest fail too
     return passed, len(tests), error
 

@@ -75,6 +75,7 @@ class Sandbox:
     def __init__(self, source: str, *, wall_s: float = 10.0, cpu_s: int = 5, memory_bytes: int = 1 << 30,
                  isolated: bool | None = None) -> None:
         self.deadline = time.monotonic() + wall_s
+        self.failure: str | None = None
         isolated = (isolation() == "namespaces") if isolated is None else isolated
         self._root = tempfile.mkdtemp(prefix="rlreason-sandbox-")
         req_r, self._req_w = os.pipe()
@@ -109,7 +110,17 @@ class Sandbox:
         self.modules: list[str] = [str(m) for m in hello.get("modules", [])]
 
     def call(self, name: str, *args, **kwargs):
-        """Call the program's function ``name``; returns its (decoded) value or raises ``CandidateRaised``."""
+        """Call the program's function ``name``; returns its (decoded) value or raises ``CandidateRaised``.
+
+        A ``SandboxError`` (dead, timed out, broken protocol) is also kept in ``failure``: the program is unusable
+        from then on, whoever catches the exception."""
+        try:
+            return self._call(name, args, kwargs)
+        except SandboxError as e:
+            self.failure = self.failure or str(e)
+            raise
+
+    def _call(self, name: str, args: tuple, kwargs: dict):
         payload = json.dumps({"name": name, "args": encode(list(args)), "kwargs": encode(dict(kwargs))}).encode()
         try:
             os.write(self._req_w, struct.pack("<I", len(payload)) + payload)
