@@ -9,18 +9,36 @@ def group_normalized_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, s
                                eps: float = 1e-6) -> torch.Tensor:
     """``(r - mean_group(r)) / (std_group(r) + eps)`` per completion; without ``scale`` only the mean is removed.
 
-    rewards, group_ids: [B] -> [B]. Std is the unbiased sample std of the group (GRPO, arXiv 2402.03300, eq. 3).
+    rewards, group_ids: [B] -> [B] float32. Std is the unbiased sample std of the group (GRPO, arXiv 2402.03300,
+    eq. 3). Computed in float64, and a group whose rewards are all equal gets exactly 0: in float32 the rounding
+    error of ``r - mean`` (7 x 0.7 leaves ~6e-8) divided by ``std + eps`` pushed a whole group one way.
     """
-    out = torch.zeros_like(rewards, dtype=torch.float32)
-    for gid in torch.unique(group_ids):
-        idx = group_ids == gid
-        r = rewards[idx].float()
-        centred = r - r.mean()
-        if scale:
-            std = r.std(unbiased=True) if r.numel() > 1 else torch.tensor(0.0)
-            centred = centred / (std + eps)
-        out[idx] = centred
-    return out
+    if rewards.numel() == 0:
+        return torch.zeros_like(rewards, dtype=torch.float32)
+    r = rewards.double()
+    inverse, count = _group_index(group_ids)
+    mean = r.new_zeros(count.numel()).index_add_(0, inverse, r) / count
+    centred = r - mean[inverse]
+    if scale:
+        var = r.new_zeros(count.numel()).index_add_(0, inverse, centred.square()) / (count - 1).clamp(min=1)
+        centred = centred / (var.sqrt()[inverse] + eps)
+    return torch.where(equal_reward_groups(rewards, group_ids), 0.0, centred).float()
+
+
+def _group_index(group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row -> group index [B], group sizes [G] as float64)."""
+    _, inverse = torch.unique(group_ids, return_inverse=True)
+    count = torch.zeros(int(inverse.max()) + 1, dtype=torch.float64, device=group_ids.device)
+    return inverse, count.index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float64))
+
+
+def equal_reward_groups(rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
+    """[B] bool: True on rows whose group's rewards are all exactly equal (no signal to learn from)."""
+    inverse, count = _group_index(group_ids)
+    r = rewards.double()
+    low = r.new_full(count.shape, float("inf")).scatter_reduce_(0, inverse, r, "amin")
+    high = r.new_full(count.shape, float("-inf")).scatter_reduce_(0, inverse, r, "amax")
+    return (low == high)[inverse]
 
 
 def group_sums(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
@@ -178,9 +196,11 @@ def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, g
 
 
 def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """Normalise over every masked entry of the batch (global normalisation): (x - mean) / std."""
-    n = mask.sum().clamp(min=1.0)
-    mean = (values * mask).sum() / n
-    var = (((values - mean) * mask) ** 2).sum() / n
-    out = (values - mean) if shift_mean else values
-    return out * torch.rsqrt(var + eps) * mask
+    """Normalise over every masked entry of the batch (global normalisation): (x - mean) / std, in float64 so
+    that a batch of equal values whitens to ~0 (float32's rounding, divided by sqrt(eps), reached 1e-3)."""
+    x, m = values.double(), mask.double()
+    n = m.sum().clamp(min=1.0)
+    mean = (x * m).sum() / n
+    var = (((x - mean) * m) ** 2).sum() / n
+    out = (x - mean) if shift_mean else x
+    return (out * torch.rsqrt(var + eps) * m).to(values.dtype)

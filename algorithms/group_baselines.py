@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 
 from rlreason.algorithms.base import AdvantageInputs, AlgorithmSpec, LossAggregation, register_algorithm
-from rlreason.algorithms.common import group_normalized_advantage, group_sums
+from rlreason.algorithms.common import equal_reward_groups, group_normalized_advantage, group_sums
 from rlreason.algorithms.grpo import ClipConfig, GRPOConfig, clipped_surrogate_loss, grpo_advantage
 
 
@@ -89,10 +89,12 @@ class OPOConfig(ClipConfig):
 
 
 def length_weighted_baseline_advantage(inputs: AdvantageInputs, cfg: OPOConfig) -> torch.Tensor:
-    lengths = inputs.loss_mask.sum(1)
-    rewards = inputs.rewards.float()
+    """r_i minus the length-weighted mean reward of its group, in float64; 0 for groups of equal rewards."""
+    lengths = inputs.loss_mask.sum(1).double()
+    rewards = inputs.rewards.double()
     baseline = group_sums(lengths * rewards, inputs.group_ids) / group_sums(lengths, inputs.group_ids).clamp(min=1.0)
-    return (rewards - baseline)[:, None] * inputs.loss_mask
+    adv = torch.where(equal_reward_groups(inputs.rewards, inputs.group_ids), 0.0, rewards - baseline).float()
+    return adv[:, None] * inputs.loss_mask
 
 
 register_algorithm(AlgorithmSpec(

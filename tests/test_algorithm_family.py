@@ -148,3 +148,46 @@ def test_sequence_losses_keep_their_weights_on_the_batch_device():
     weights, _ = _seq_weights(_inputs(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3), mask),
                               _cfg("gspo"))
     assert weights.dtype == mask.dtype and weights.device == mask.device and weights.tolist() == [1.0, 1.0]
+
+
+# Groups whose rewards are all equal carry no signal: with non-binary rewards (composite, shaped) float32
+# rounding of r - mean, divided by std + eps, used to push such a whole group one way (0.056 for 7 x 0.7).
+EQUAL_REWARDS = [0.7, 1.05, 0.1, -0.3, 0.7 + 0.1 + 0.2]
+GROUP_BASELINES = ["grpo", "dr_grpo", "dapo", "rloo", "gspo", "gmpo", "cispo", "sapo", "opo",
+                   "reinforce_pp_baseline"]
+
+
+def _equal_groups_batch(group_size: int = 7):
+    rewards = [r for value in EQUAL_REWARDS for r in [value] * group_size]
+    rewards += [1.0, 0.0, 0.5, 0.7, 0.2, 0.9, 0.3]  # one group with signal, so the batch std is not 0
+    groups = torch.arange(len(rewards)) // group_size
+    mask = torch.ones(len(rewards), 3)
+    mask[::2, 2] = 0.0  # unequal lengths (OPO weighs by length)
+    return torch.tensor(rewards), groups, mask
+
+
+def test_every_group_baseline_algorithm_gives_exactly_zero_to_groups_of_equal_rewards():
+    assert set(GROUP_BASELINES) <= set(ALGORITHMS.names())
+    rewards, groups, mask = _equal_groups_batch()
+    equal_rows = slice(0, len(EQUAL_REWARDS) * 7)
+    for name in GROUP_BASELINES:
+        for scale in (("group", "batch", "none") if "scale_rewards" in get_algorithm(name).config.model_fields
+                      else (None,)):
+            cfg = _cfg(name) if scale is None else _cfg(name, scale_rewards=scale)
+            adv = get_algorithm(name).advantage(AdvantageInputs(rewards, groups, mask), cfg)
+            assert torch.count_nonzero(adv[equal_rows]) == 0, (name, scale, adv[equal_rows].abs().max())
+            assert torch.count_nonzero(adv[equal_rows.stop:]) > 0, (name, scale)  # the signal group still learns
+
+
+def test_a_batch_of_equal_rewards_gives_no_advantage_to_global_baselines():
+    rewards = torch.full((14,), 0.7)
+    groups, mask = torch.arange(14) // 7, torch.ones(14, 3)
+    from rlreason.algorithms.common import token_level_rewards
+
+    token_rewards = token_level_rewards(rewards, mask)
+    adv = get_algorithm("reinforce_pp").advantage(AdvantageInputs(rewards, groups, mask, token_rewards=token_rewards),
+                                                  _cfg("reinforce_pp"))
+    assert adv.abs().max() < 1e-9
+    remax = get_algorithm("remax").advantage(AdvantageInputs(rewards, groups, mask, baseline_rewards=rewards),
+                                             _cfg("remax"))
+    assert torch.count_nonzero(remax) == 0
