@@ -7,7 +7,7 @@ import pytest
 
 from rlreason.scoring import Scorer
 from rlreason.types import Problem
-from rlreason.verifiers.math_equiv import boxed_contents, extract_answer, math_answer
+from rlreason.verifiers.math_equiv import boxed_contents, extract_answer, math_answer, math_answer_strict
 
 
 def _p(gold, **meta):
@@ -25,7 +25,8 @@ def _p(gold, **meta):
     (r"\boxed{5}", "6", 0.0),
     (r"\boxed{1, 2, 3, 4, 5}", "5", 0.0),  # listing many numbers in the box
     ("1 2 3 4 5", "5", 0.0),  # no anchor: math-verify alone would accept this
-    (r"\boxed{3} and \boxed{5}", "5", 0.0),  # several different boxes
+    (r"\boxed{3} and \boxed{5}", "5", 1.0),  # the last box is the answer (the standard protocol)
+    (r"\boxed{5} and \boxed{3}", "5", 0.0),
     (r"\boxed{5} so \boxed{5}", "5", 1.0),  # the same box twice is one answer
     (r"\boxed{5", "5", 0.0),  # unclosed
     ("#### 5\n#### 6", "5", 0.0),  # the last anchor counts
@@ -33,6 +34,15 @@ def _p(gold, **meta):
 ])
 def test_extraction_and_equivalence(completion, gold, score):
     assert math_answer(completion, _p(gold)).score == score
+
+
+def test_a_completion_that_corrects_itself_is_scored_on_its_last_box():
+    text = r"First I thought \boxed{5}. Checking again, 4 + 6 = 10, so the final answer is \boxed{10}."
+    assert math_answer(text, _p("10")).score == 1.0
+    assert math_answer(text, _p("5")).score == 0.0
+    hedged = math_answer_strict(text, _p("10"))  # the strict variant: several different boxes earn nothing
+    assert hedged.score == 0.0 and hedged.details["reason"] == "several different boxed answers"
+    assert math_answer_strict(r"\boxed{10} so \boxed{10}", _p("10")).score == 1.0
 
 
 def test_answer_tag_is_configurable_per_problem():

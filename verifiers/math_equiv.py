@@ -1,7 +1,9 @@
 """Math answer equivalence: we extract the final answer, ``math-verify`` judges it against the gold answer.
 
 Extraction is ours and strict (math-verify alone is lenient: without a box it finds "5" in "1 2 3 4 5"):
-1. the last ``\\boxed{...}`` (or ``\\fbox{}``); several boxes with different contents earn nothing;
+1. the last ``\\boxed{...}`` (or ``\\fbox{}``): the standard protocol of published benchmark numbers, so a
+   completion that corrects itself is scored on its final box. ``math_answer_strict`` instead gives nothing to
+   several boxes with different contents (a guard against hedging when training on the reward);
 2. else the text after the last ``####`` (GSM8K style);
 3. else the last ``<answer>...</answer>`` (the tag is ``problem.meta["answer_tag"]``, default ``answer``).
 No anchor, no reward. Only the extracted text is handed to math-verify, so a list of numbers inside the box is a
@@ -39,11 +41,11 @@ def boxed_contents(text: str) -> list[str]:
     return [text[i + 1: closing[i]] for i in opens if i in closing]
 
 
-def extract_answer(text: str, tag: str = "answer") -> tuple[str | None, str]:
-    """(answer, how) or (None, why not)."""
+def extract_answer(text: str, tag: str = "answer", unique_box: bool = False) -> tuple[str | None, str]:
+    """(answer, how) or (None, why not). ``unique_box``: several different boxed answers are no answer."""
     boxes = boxed_contents(text)
     if boxes:
-        if len({b.strip() for b in boxes}) > 1:
+        if unique_box and len({b.strip() for b in boxes}) > 1:
             return None, "several different boxed answers"
         return boxes[-1].strip(), "boxed"
     hashed = extract_hash_answer(text)
@@ -90,13 +92,23 @@ def equivalent(answer: str, gold: str) -> bool:
     return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
 
 
-@verifier("math_answer")
-def math_answer(completion: str, problem: Problem) -> VerifyResult:
-    """1.0 when the extracted final answer is mathematically equivalent to ``problem.reference``."""
-    answer, how = extract_answer(completion, problem.meta.get("answer_tag", "answer"))
+def judge(completion: str, problem: Problem, unique_box: bool) -> VerifyResult:
+    answer, how = extract_answer(completion, problem.meta.get("answer_tag", "answer"), unique_box)
     if answer is None:
         return VerifyResult(0.0, {"extracted": None, "reason": how})
     refused = "answer empty or too long" if len(answer) > MAX_ANSWER_CHARS or not answer else too_complex(answer)
     if refused:
         return VerifyResult(0.0, {"extracted": answer[:80], "reason": refused})
     return VerifyResult(float(equivalent(answer, str(problem.reference))), {"extracted": answer, "anchor": how})
+
+
+@verifier("math_answer")
+def math_answer(completion: str, problem: Problem) -> VerifyResult:
+    """1.0 when the final answer (the last box) is mathematically equivalent to ``problem.reference``."""
+    return judge(completion, problem, unique_box=False)
+
+
+@verifier("math_answer_strict")
+def math_answer_strict(completion: str, problem: Problem) -> VerifyResult:
+    """As math_answer, but several different boxed answers score 0 (for training against hedging)."""
+    return judge(completion, problem, unique_box=True)
