@@ -234,9 +234,28 @@ def validate(data: dict) -> RunConfig:
     except ValidationError as e:
         raise RecipeError(_describe(e.errors()[0], spec.config, prefix=["algorithm"])) from None
     try:
-        return RunConfig(**{**data, "algorithm": algo_cfg})
+        cfg = RunConfig(**{**data, "algorithm": algo_cfg})
     except ValidationError as e:
         raise RecipeError(_describe(e.errors()[0], RunConfig)) from None
+    check_across_sections(cfg)
+    return cfg
+
+
+def check_across_sections(cfg: RunConfig) -> None:
+    """Rules that tie fields of different sections together."""
+    if cfg.tasks.template == "chat" and not has_chat_template(Path(cfg.model.resolved_path())):
+        raise RecipeError(f"tasks.template: 'chat' needs a model with a chat template; {cfg.model.path!r} has none "
+                          "(allowed: plain)")
+
+
+def has_chat_template(model_dir: Path) -> bool:
+    """Whether a Hugging Face model directory ships a chat template (in tokenizer_config.json or its own file)."""
+    import json
+
+    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+        return True
+    config = model_dir / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
 
 
 def _describe(err: dict, model: type[BaseModel], prefix: list[str] = ()) -> str:

@@ -24,12 +24,6 @@ def tiny_model_path() -> str:
     return default_model_path()
 
 
-@pytest.fixture(scope="session")
-def engine(tiny_model_path):
-    """An in-process vLLM engine serving the embedded model."""
-    from rlreason.rollout.engine import RolloutEngine
-
-    return RolloutEngine(tiny_model_path, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +33,28 @@ def data_dir() -> str:
     if not path.is_dir():
         pytest.skip(f"benchmark data not found at {path} (set RLREASON_TEST_DATA)")
     return str(path)
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}assistant:\n{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tiny_model_path, tmp_path_factory) -> str:
+    """The embedded model with a chat template added (its characters are all in the tiny vocabulary)."""
+    import json
+    import shutil
+
+    out = tmp_path_factory.mktemp("tiny-chat") / "model"
+    shutil.copytree(tiny_model_path, out)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHAT_TEMPLATE}))
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_chat_model):
+    """An in-process vLLM engine serving the embedded model (with a chat template added; same weights)."""
+    from rlreason.rollout.engine import RolloutEngine
+
+    return RolloutEngine(tiny_chat_model, seed=0)

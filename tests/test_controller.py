@@ -2,7 +2,9 @@
 
 import itertools
 
-from rlreason.config import load_config
+import pytest
+
+from rlreason.config import RecipeError, load_config
 from rlreason.controller import Context, problem_stream, retire_solved
 from rlreason.types import Problem, ScoredGroup, VerifyResult
 
@@ -29,11 +31,16 @@ def test_retirement_is_off_by_default():
     assert retire_solved(ctx, [_group("a", [1.0] * 4)]) == 0 and not ctx.retired
 
 
-def test_chat_template_and_verifier_override_apply_to_every_problem():
-    cfg = load_config(None, ["tasks.template=chat", "tasks.verifier=math_answer"])
+def test_chat_template_and_verifier_override_apply_to_every_problem(tiny_chat_model):
+    cfg = load_config(None, ["tasks.template=chat", "tasks.verifier=math_answer", f"model.path={tiny_chat_model}"])
     problem = next(problem_stream(cfg))
     assert problem.verifier == "math_answer"
     assert problem.meta["messages"] == [{"role": "user", "content": problem.prompt}]
+
+
+def test_chat_template_on_a_model_without_one_is_a_recipe_error():
+    with pytest.raises(RecipeError, match=r"^tasks.template: 'chat' needs a model with a chat template"):
+        load_config(None, ["tasks.template=chat"])
 
 
 def test_verify_command_scores_jsonl_and_flags_bad_lines(tmp_path):

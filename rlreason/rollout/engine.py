@@ -36,6 +36,18 @@ def cpu_engine_env(rank: int, world: int, kv_cache_gib: int) -> dict[str, str]:
             "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
+def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of ``messages`` in the tokenizer's chat template, ready for the assistant's turn.
+
+    Rendered to text, then encoded without special tokens (the template writes its own, e.g. a BOS), as vLLM's
+    own chat path does. (``tokenize=True`` returns a ``BatchEncoding`` in transformers 5: ``list()`` of it gave
+    its keys.)"""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("tasks.template is 'chat' but the model's tokenizer has no chat template")
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
 class RolloutEngine:
     """Owns one ``vllm.LLM``. ``version`` is the policy version of the weights it currently serves."""
 
@@ -70,8 +82,8 @@ class RolloutEngine:
     def _prompt_ids(self, problem: Problem) -> list[int]:
         """The prompt's token ids; with ``meta["messages"]`` (the chat template) the model's chat template."""
         messages = problem.meta.get("messages")
-        if messages and getattr(self.tokenizer, "chat_template", None):
-            return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        if messages:
+            return chat_prompt_ids(self.tokenizer, messages)
         return self.tokenizer.encode(problem.prompt)
 
     def _completion(self, problem: Problem, prompt_ids, output) -> Completion:

@@ -1,0 +1,20 @@
+"""The rollout engine on its own: a real in-process vLLM engine (the session's shared one)."""
+
+from rlreason.config import load_config
+from rlreason.controller import problem_stream
+from rlreason.rollout.engine import SamplingSpec
+
+
+def test_chat_prompts_go_through_a_real_engine(engine, tiny_chat_model):
+    """vLLM generates from the chat-templated prompt (transformers 5 returns a BatchEncoding when tokenizing:
+    every generate call used to crash on it)."""
+    from transformers import AutoTokenizer
+
+    cfg = load_config(None, ["tasks.template=chat", f"model.path={tiny_chat_model}"])
+    problems = [next(problem_stream(cfg)) for _ in range(3)]
+    groups = engine.generate(problems, SamplingSpec(n=2, max_tokens=8))
+    tok = AutoTokenizer.from_pretrained(tiny_chat_model)
+    for problem, group in zip(problems, groups):
+        assert len(group) == 2 and all(c.completion_ids for c in group)
+        expected = f"user: {problem.prompt}\nassistant:\n"
+        assert tok.decode(group[0].prompt_ids) == expected
