@@ -29,7 +29,8 @@ def split_recipe_args(args: list[str]) -> tuple[Optional[str], list[str]]:
 
 
 @app.command()
-def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml] [dotted.key=value ...]"),
+def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or shipped recipe name] "
+                                                                  "[dotted.key=value ...]"),
           ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
     """Train with a recipe (the default one when none is given)."""
     from rlreason.config import RecipeError, load_config
@@ -79,6 +80,16 @@ def algorithms() -> None:
         for field, info in spec.config.model_fields.items():
             if field != "name":
                 typer.echo(f"    {field} = {info.default!r}" + (f"  # {info.description}" if info.description else ""))
+
+
+@app.command()
+def recipes() -> None:
+    """List the shipped recipes (``rlreason train NAME`` runs one from any directory)."""
+    from rlreason.config import recipes_dir, shipped_recipes
+
+    for name in shipped_recipes():
+        first = (recipes_dir() / f"{name}.yaml").read_text().splitlines()[0]
+        typer.echo(f"{name:10s} {first.lstrip('# ') if first.startswith('#') else ''}")
 
 
 @app.command()

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from rlreason.registry import UnknownNameError
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 EMBEDDED_MODEL = "tiny"
 
 
@@ -185,15 +184,36 @@ class RunConfig(Section):
 
 
 # -- loading ----------------------------------------------------------------------------------------------
-def default_recipe() -> Path:
-    return RECIPES_DIR / "default.yaml"
+def recipes_dir() -> Path:
+    """The shipped recipes (the package ``rlreason.recipes``: ``recipes/`` in a checkout, inside the wheel when
+    installed)."""
+    from importlib.resources import files
+
+    return Path(str(files("rlreason.recipes")))
+
+
+def shipped_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def find_recipe(recipe: str | Path | None) -> Path:
+    """A recipe file: the default one for None, a path when it names a file, else a shipped recipe by name
+    (``ppo`` or ``ppo.yaml``)."""
+    if recipe is None:
+        return recipes_dir() / "default.yaml"
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    shipped = recipes_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise RecipeError(f"recipe: no such file {str(recipe)!r} (shipped recipes: {', '.join(shipped_recipes())})")
 
 
 def load_config(recipe: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML recipe (the default one if None), apply ``a.b=value`` overrides, validate, freeze."""
-    path = Path(recipe) if recipe else default_recipe()
-    if not path.is_file():
-        raise RecipeError(f"recipe: no such file {str(path)!r}")
+    """Read a YAML recipe (the default one if None; a file or a shipped recipe's name), apply ``a.b=value``
+    overrides, validate, freeze."""
+    path = find_recipe(recipe)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

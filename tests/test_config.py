@@ -67,18 +67,23 @@ def test_cli_rejects_bad_recipes_with_exit_code_2(args, message):
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
 
 
-def test_every_shipped_recipe_validates():
-    from rlreason.config import RECIPES_DIR
+def test_every_shipped_recipe_validates_and_is_found_by_name_from_any_directory(tmp_path, monkeypatch):
+    from rlreason.config import RecipeError, find_recipe, recipes_dir, shipped_recipes
 
-    for path in sorted(RECIPES_DIR.glob("*.yaml")):
-        load_config(path)
+    assert {"default", "ppo", "scalerl"} <= set(shipped_recipes())
+    monkeypatch.chdir(tmp_path)
+    for name in shipped_recipes():
+        assert load_config(name) == load_config(recipes_dir() / f"{name}.yaml")
+        assert find_recipe(f"{name}.yaml") == recipes_dir() / f"{name}.yaml"
+    (tmp_path / "ppo.yaml").write_text("name: mine\n")  # a file of the user's wins over a shipped name
+    assert load_config("ppo.yaml").name == "mine"
+    with pytest.raises(RecipeError, match=r"recipe: no such file 'nope' \(shipped recipes: default, ppo, scalerl"):
+        load_config("nope")
 
 
 def test_scalerl_recipe_is_a_composition_of_shared_switches():
     from rlreason.algorithms import get_algorithm
-    from rlreason.config import RECIPES_DIR
-
-    cfg = load_config(RECIPES_DIR / "scalerl.yaml")
+    cfg = load_config("scalerl")
     a = cfg.algorithm
     assert (a.name, a.loss_aggregation, a.scale_rewards, a.filter_zero_variance) == (
         "cispo", "prompt_mean_token_mean", "batch", True)
