@@ -83,6 +83,23 @@ def algorithms() -> None:
 
 
 @app.command()
+def merge(adapter: Path = typer.Argument(..., help="a saved LoRA adapter directory (e.g. runs/NAME/final)"),
+          out: Path = typer.Option(..., "--out", help="directory for the merged model"),
+          base: Optional[Path] = typer.Option(None, help="base model directory (default: the one the adapter "
+                                                         "recorded)")) -> None:
+    """Merge a LoRA adapter into its base model: writes a plain Hugging Face model directory."""
+    if not (adapter / "adapter_config.json").is_file():
+        _fail(f"adapter: no PEFT adapter directory (with adapter_config.json) at {str(adapter)!r}")
+    from rlreason.merge import merge_adapter
+
+    try:
+        merged = merge_adapter(adapter, out, None if base is None else str(base))
+    except ValueError as e:
+        _fail(f"base: {e}")
+    typer.echo(f"merged model written to {merged}")
+
+
+@app.command()
 def recipes() -> None:
     """List the shipped recipes (``rlreason train NAME`` runs one from any directory)."""
     from rlreason.config import recipes_dir, shipped_recipes

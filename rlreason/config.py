@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
@@ -35,10 +35,54 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LoraSettings(Section):
+    """A PEFT LoRA adapter trained instead of the full weights (Hu et al., arXiv 2106.09685)."""
+
+    rank: int = Field(8, ge=1, description="rank r of every adapted layer (vLLM serves r <= 512)")
+    alpha: float = Field(32.0, gt=0.0, description="scale alpha: the update is (alpha / r) * B A")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the adapter's input (0 keeps the "
+                                                            "learner's logprobs equal to the engines')")
+    target_modules: tuple[str, ...] = Field(("all",), description="layer names to adapt (q_proj, v_proj, ...), "
+                                            "or 'all' for every linear layer of the decoder blocks")
+    init: Literal["default", "gaussian"] = Field("default", description="A's init (Kaiming or Gaussian); B starts "
+                                                 "at 0, so step 0 is the base model")
+
+    @field_validator("rank")
+    @classmethod
+    def _servable(cls, rank: int) -> int:
+        from rlreason.modelinfo import servable_lora_rank
+
+        servable_lora_rank(rank)
+        return rank
+
+
 class ModelConfig(Section):
     path: str = Field(EMBEDDED_MODEL, description="'tiny' (the embedded model) or a Hugging Face model directory")
     dtype: Literal["float32", "bfloat16"] = "float32"
     max_model_len: int = Field(256, ge=16)
+    lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of the full weights")
+    adapter: str | None = Field(None, description="start from this saved PEFT adapter directory (LoRA settings "
+                                                  "come from it)")
+
+    @field_validator("adapter")
+    @classmethod
+    def _adapter_exists(cls, v: str | None) -> str | None:
+        if v is not None and not (Path(v) / "adapter_config.json").is_file():
+            raise ValueError(f"no PEFT adapter directory (with adapter_config.json) at {v!r}")
+        return None if v is None else str(Path(v).resolve())
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.lora is not None or self.adapter is not None
+
+    @property
+    def lora_rank(self) -> int | None:
+        """The adapter's rank (from the saved adapter when training continues one), None without LoRA."""
+        if self.adapter is not None:
+            from rlreason.modelinfo import adapter_settings
+
+            return int(adapter_settings(Path(self.adapter))["r"])
+        return None if self.lora is None else self.lora.rank
 
     @field_validator("path")
     @classmethod
@@ -262,20 +306,22 @@ def validate(data: dict) -> RunConfig:
 
 
 def check_across_sections(cfg: RunConfig) -> None:
-    """Rules that tie fields of different sections together."""
-    if cfg.tasks.template == "chat" and not has_chat_template(Path(cfg.model.resolved_path())):
+    """Rules that tie fields together or need the model directory's files (never its weights)."""
+    from rlreason.modelinfo import has_chat_template, lora_target_candidates
+
+    model_dir = Path(cfg.model.resolved_path())
+    if cfg.tasks.template == "chat" and not has_chat_template(model_dir):
         raise RecipeError(f"tasks.template: 'chat' needs a model with a chat template; {cfg.model.path!r} has none "
                           "(allowed: plain)")
-
-
-def has_chat_template(model_dir: Path) -> bool:
-    """Whether a Hugging Face model directory ships a chat template (in tokenizer_config.json or its own file)."""
-    import json
-
-    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
-        return True
-    config = model_dir / "tokenizer_config.json"
-    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
+    lora = cfg.model.lora
+    if lora is not None and cfg.model.adapter is not None:
+        raise RecipeError("model.lora: the adapter in model.adapter brings its own LoRA settings; set one of the two")
+    if lora is not None:
+        allowed = lora_target_candidates(model_dir)
+        for name in lora.target_modules:
+            if name != "all" and name not in allowed:
+                raise RecipeError(f"model.lora.target_modules: the model has no LoRA-servable layer {name!r} "
+                                  f"(allowed: all, {', '.join(allowed)})")
 
 
 def _describe(err: dict, model: type[BaseModel], prefix: list[str] = ()) -> str:
@@ -295,6 +341,7 @@ def _describe(err: dict, model: type[BaseModel], prefix: list[str] = ()) -> str:
 def _allowed_keys(model: type[BaseModel], parent: list[str]) -> list[str]:
     for part in parent:
         annotation = model.model_fields[part].annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
+        for option in (annotation, *get_args(annotation)):  # ``Section | None`` too
+            if isinstance(option, type) and issubclass(option, BaseModel):
+                model = option
     return sorted(model.model_fields)

@@ -81,14 +81,16 @@ def score(ctx: Context, generated: list[tuple[Problem, list]]) -> list[ScoredGro
     return [ScoredGroup(p, group, [next(results) for _ in group]) for p, group in generated]
 
 
-def push_weights(ctx: Context) -> float:
-    """Export the learner's weights once (an ObjectRef) and load them into every engine in place."""
+def push_weights(ctx: Context) -> dict[str, float]:
+    """Export the learner's weights (or adapter) once, as an ObjectRef, and load them into every engine in place.
+    Returns seconds and bytes of the push."""
     import ray
 
     start = time.perf_counter()
     update = ctx.learner.export_weights.remote()
     ray.get([w.load_weights.remote(update) for w in ctx.workers])
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return {"weight_sync_s": seconds, "weight_sync_bytes": float(ray.get(ctx.learner.last_export_bytes.remote()))}
 
 
 def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None = None
@@ -103,9 +105,9 @@ def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Pr
         groups = with_greedy_baselines(ctx, groups)
     batch = build_train_batch(groups, cfg.algorithm, max_tokens=cfg.rollout.max_tokens)
     stats = ray.get(ctx.learner.train_step.remote(batch))
-    sync_time = push_weights(ctx)
+    sync = push_weights(ctx)
     return {**rollout_metrics(groups, gen_time), **stats.metrics, "policy_version": stats.version,
-            "filtered_groups": dropped, "retired_prompts": retired, "weight_sync_s": sync_time,
+            "filtered_groups": dropped, "retired_prompts": retired, **sync,
             "step_time_s": time.perf_counter() - start}
 
 

@@ -106,11 +106,13 @@ class TrainBatch:
 
 @dataclass(frozen=True)
 class WeightUpdate:
-    """New policy weights for the rollout engines. ``payload``: list of (HF parameter name, tensor) for ``full``."""
+    """New policy weights for the rollout engines. ``payload``: for ``full`` a list of (HF parameter name, tensor);
+    for ``lora`` ``{"config": PEFT adapter config (JSON data), "tensors": {PEFT name: tensor}}``."""
 
     version: int
     kind: Literal["full", "lora"]
     payload: Any
+    nbytes: int = 0  # bytes of tensor data carried
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from rlreason.batching import advantage_inputs, step_counts
 from rlreason.config import RunConfig
 from rlreason.learner.critic import Critic
 from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
+from rlreason.learner.policy import build_policy
 from rlreason.registry import load_plugins
 from rlreason.types import TrainBatch, TrainStats, WeightUpdate
 
@@ -40,8 +41,6 @@ class Prepared:
 class Learner:
     def __init__(self, cfg: RunConfig, threads: int | None = None) -> None:
         load_plugins()
-        from transformers import AutoModelForCausalLM
-
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(cfg.seed)
@@ -49,18 +48,14 @@ class Learner:
         self.algo = cfg.algorithm
         self.spec = get_algorithm(self.algo.name)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        path = cfg.model.resolved_path()
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device)
-        self.model.config.use_cache = False
-        self.reference = self.critic = None
-        if self.algo.needs_reference:
-            self.reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
-            self.reference.requires_grad_(False)
-        params = list(self.model.parameters())
+        self.policy = build_policy(cfg, self.device)  # full weights or a LoRA adapter: the learner can't tell
+        self.model = self.policy.model
+        self.critic = None
+        params = self.policy.trainable()
         if self.algo.needs_value_model:
             if self.spec.value_targets is None:
                 raise ValueError(f"algorithm {self.algo.name!r} needs a value model but registers no value_targets")
-            self.critic = Critic(self.model, self.algo.critic, path).to(self.device)
+            self.critic = Critic(self.model, self.algo.critic, self.policy.path).to(self.device)
             params += [p for p in self.critic.parameters() if p.requires_grad]
         t = cfg.train
         self.optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
@@ -68,6 +63,7 @@ class Learner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.params = params
         self.version = 0
+        self._export_bytes = 0
 
     # -- training -------------------------------------------------------------------------------------------
     def train_step(self, batch: TrainBatch) -> TrainStats:
@@ -85,16 +81,17 @@ class Learner:
                     metrics.setdefault(key, []).append(value)
         self.version += 1
         out = {k: sum(v) / len(v) for k, v in metrics.items()}
-        out.update(prep.metrics or {}, learner_time_s=time.perf_counter() - start)
+        out.update(prep.metrics or {}, **self.policy.weight_metrics(), learner_time_s=time.perf_counter() - start)
         return TrainStats(version=self.version, metrics=out)
 
     def _forward(self, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = True, model=None):
-        """Policy (or ``model``) forward under the recipe's precision; critic values when there is a critic."""
-        model = self.model if model is None else model
+        """Policy (or ``model``) forward under the recipe's precision; critic values when there is a critic and
+        this is the policy's own forward."""
         with autocast(self.device, self.cfg.model.dtype):
-            out = policy_forward(model, ids, attn, with_entropy, self.cfg.train.fp32_logits)
+            out = policy_forward(self.model if model is None else model, ids, attn, with_entropy,
+                                 self.cfg.train.fp32_logits)
             values = None
-            if self.critic is not None and model is self.model:
+            if self.critic is not None and model is None:
                 values = self.critic(ids, attn, out.hidden)
         return out, values
 
@@ -127,8 +124,12 @@ class Learner:
             # Each micro-batch loss is normalised by the whole step's counts, so their sum is the step's loss.
             step_metrics = {"loss": loss.item(), "entropy": masked_mean(inputs.entropy.detach(), m),
                             "logprob_mismatch": masked_mean(mismatch, m), **algo_metrics}
+            if inputs.ref_logprobs is not None:  # forgetting is predicted by the KL to the base model
+                step_metrics["kl_to_ref"] = masked_mean(kl_penalty(inputs.logprobs.detach(), inputs.ref_logprobs,
+                                                                   "k3"), m)
             for k, v in step_metrics.items():
                 sums[k] = sums.get(k, 0.0) + (v if k == "loss" else v * share)
+        sums.update(self.policy.gradient_metrics())
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -145,9 +146,10 @@ class Learner:
         self.model.eval()
         algo, old, old_values, ref, kl = self.algo, None, None, None, None
         if need_old or algo.kl_in_reward or self.critic is not None:
-            old, old_values = self._chunked(batch, self.model)
-        if self.reference is not None:
-            ref, _ = self._chunked(batch, self.reference)
+            old, old_values = self._chunked(batch)
+        if algo.needs_reference or self.policy.free_reference:
+            with self.policy.reference() as reference:
+                ref, _ = self._chunked(batch, reference)
         metrics = {}
         if algo.kl_in_reward:
             kl = kl_penalty(old, ref, getattr(algo, "kl_estimator", "k1"))
@@ -160,7 +162,8 @@ class Learner:
             old = None  # one step per batch: the current logprobs, detached, are the old ones
         return Prepared(advantages, old, ref, old_values, returns, metrics)
 
-    def _chunked(self, batch: TrainBatch, model) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _chunked(self, batch: TrainBatch, model=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logprobs (and critic values) over the batch in micro-batches: the policy's, or ``model``'s."""
         logps, values = [], []
         for rows in torch.arange(batch.size, device=self.device).split(self.cfg.train.micro_batch_size):
             out, v = self._forward(batch.input_ids[rows], batch.attention_mask[rows], False, model)
@@ -175,9 +178,13 @@ class Learner:
 
     # -- weights --------------------------------------------------------------------------------------------
     def export_weights(self) -> WeightUpdate:
-        """Full weights under Hugging Face names, on CPU, for the rollout engines."""
-        payload = [(name, p.detach().to("cpu", copy=True)) for name, p in self.model.state_dict().items()]
-        return WeightUpdate(version=self.version, kind="full", payload=payload)
+        """What the rollout engines need to serve the current policy (full weights or the adapter), on CPU."""
+        update = self.policy.export(self.version)
+        self._export_bytes = update.nbytes
+        return update
+
+    def last_export_bytes(self) -> int:
+        return self._export_bytes
 
     @torch.no_grad()
     def sequence_logprobs(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
@@ -200,7 +207,7 @@ class Learner:
         from transformers import AutoTokenizer
 
         out = Path(directory)
-        self.model.save_pretrained(out, safe_serialization=True)
+        self.policy.save(out)
         AutoTokenizer.from_pretrained(self.cfg.model.resolved_path()).save_pretrained(out)
         return str(out)
 

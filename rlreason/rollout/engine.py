@@ -52,7 +52,10 @@ class RolloutEngine:
     """Owns one ``vllm.LLM``. ``version`` is the policy version of the weights it currently serves."""
 
     def __init__(self, model_path: str, *, seed: int = 0, max_model_len: int = 256, dtype: str = "float32",
-                 rank: int = 0, world: int = 1, kv_cache_gib: int = 1) -> None:
+                 rank: int = 0, world: int = 1, kv_cache_gib: int = 1, lora_rank: int | None = None,
+                 adapter: str | None = None) -> None:
+        """``lora_rank``: serve a LoRA policy of this rank (pushes then carry adapters); ``adapter``: the saved
+        adapter to serve before the first push (else the base model, which a fresh adapter equals)."""
         for key, value in cpu_engine_env(rank, world, kv_cache_gib).items():
             os.environ.setdefault(key, value)
         from rlreason.registry import load_plugins
@@ -63,9 +66,25 @@ class RolloutEngine:
         self._vllm = vllm
         self.rank = rank
         self.version = 0
+        lora = {}
+        if lora_rank is not None:
+            from rlreason.modelinfo import servable_lora_rank
+
+            lora = {"enable_lora": True, "max_lora_rank": servable_lora_rank(lora_rank), "max_loras": 2}
         self.llm = vllm.LLM(model=model_path, dtype=dtype, seed=seed + 1000 * rank, max_model_len=max_model_len,
-                            enforce_eager=True, distributed_executor_backend="uni", enable_prefix_caching=True)
+                            enforce_eager=True, distributed_executor_backend="uni", enable_prefix_caching=True,
+                            **lora)
         self.tokenizer = self.llm.get_tokenizer()
+        self.adapters = None
+        if lora_rank is not None:
+            from rlreason.rollout.adapters import AdapterVersions
+
+            self.adapters = AdapterVersions(self.llm, adapter)
+        self._loaders = {"full": self._load_full, "lora": self._load_adapter}
+
+    @property
+    def _lora_request(self):
+        return None if self.adapters is None else self.adapters.current
 
     def generate(self, problems: list[Problem], sampling: SamplingSpec) -> list[list[Completion]]:
         """``sampling.n`` completions per problem, grouped per problem in input order."""
@@ -73,7 +92,7 @@ class RolloutEngine:
                                            temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
                                            logprobs=0, seed=sampling.seed)
         prompts = [{"prompt_token_ids": self._prompt_ids(p)} for p in problems]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora_request)
         groups = []
         for problem, out in zip(problems, outputs):
             groups.append([self._completion(problem, out.prompt_token_ids, o) for o in out.outputs])
@@ -94,22 +113,33 @@ class RolloutEngine:
                           policy_version=self.version, text=self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def load_weights(self, update: WeightUpdate) -> float:
-        """Swap in new full weights without a restart; returns seconds spent. Clears the prefix cache."""
+        """Serve ``update`` (full weights or an adapter version) without a restart; returns seconds spent."""
         start = time.perf_counter()
-        if update.kind != "full":
-            raise NotImplementedError(f"weight update kind {update.kind!r} is not supported yet")
-        worker = self.llm.llm_engine.model_executor.driver_worker.worker
-        # The CPU backend repacks parameters, so model.load_weights fails after start-up; reload_weights takes
-        # Hugging Face names and handles the fused q/k/v and gate/up projections.
-        worker.reload_weights(weights_iterator=iter(update.payload), is_checkpoint_format=True)
+        if update.kind not in self._loaders:
+            raise ValueError(f"unknown weight update kind {update.kind!r}")
+        self._loaders[update.kind](update)
         self.llm.reset_prefix_cache()
         self.version = update.version
         return time.perf_counter() - start
 
+    def _load_full(self, update: WeightUpdate) -> None:
+        if self.adapters is not None:
+            raise ValueError("this engine serves a LoRA policy: push adapters, not full weights")
+        worker = self.llm.llm_engine.model_executor.driver_worker.worker
+        # The CPU backend repacks parameters, so model.load_weights fails after start-up; reload_weights takes
+        # Hugging Face names and handles the fused q/k/v and gate/up projections.
+        worker.reload_weights(weights_iterator=iter(update.payload), is_checkpoint_format=True)
+
+    def _load_adapter(self, update: WeightUpdate) -> None:
+        if self.adapters is None:
+            raise ValueError("this engine was started without LoRA (lora_rank): it cannot serve an adapter")
+        self.adapters.push(update.version, update.payload["config"], update.payload["tensors"])
+
     def sequence_logprobs(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
         """log p(completion token | prefix) under the served weights (for checking weight sync)."""
         params = self._vllm.SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        out = self.llm.generate([{"prompt_token_ids": prompt_ids + completion_ids}], params, use_tqdm=False)[0]
+        out = self.llm.generate([{"prompt_token_ids": prompt_ids + completion_ids}], params, use_tqdm=False,
+                                lora_request=self._lora_request)[0]
         steps = out.prompt_logprobs[len(prompt_ids):]
         return [step[tok].logprob for step, tok in zip(steps, completion_ids)]
 

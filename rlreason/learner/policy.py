@@ -1,0 +1,135 @@
+"""The trainable policy, in two kinds the learner cannot tell apart: full weights, or a PEFT LoRA adapter on frozen
+weights. Each kind owns what differs between them (which parameters train, what the reference model is, what
+travels to the engines, what is saved, which diagnostics it has), so the learner never branches on LoRA.
+
+- ``FullPolicy``: every weight trains; the reference (for a KL term) is a frozen copy loaded only when the
+  algorithm asks for one; a push sends every tensor under its Hugging Face name.
+- ``LoraPolicy``: only the adapter trains; the reference is the same model with the adapter switched off (no
+  second copy of the weights, so it is always available and the learner also logs the KL to the base model); a
+  push sends only the adapter tensors and its PEFT config; ``save`` writes a normal PEFT adapter directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import torch
+
+from rlreason.config import RunConfig
+from rlreason.learner import plasticity
+from rlreason.modelinfo import LORA_SERVABLE, lora_target_candidates
+from rlreason.types import WeightUpdate
+
+
+def _load(path: str, device: torch.device):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    model.config.use_cache = False
+    return model
+
+
+def build_policy(cfg: RunConfig, device: torch.device):
+    """The policy kind the recipe asks for."""
+    kind = LoraPolicy if cfg.model.uses_lora else FullPolicy
+    return kind(cfg, device)
+
+
+class FullPolicy:
+    free_reference = False  # a reference costs a second copy of the weights: only when the algorithm needs it
+
+    def __init__(self, cfg: RunConfig, device: torch.device) -> None:
+        self.path = cfg.model.resolved_path()
+        self.model = _load(self.path, device)
+        self._reference = None
+        if cfg.algorithm.needs_reference:
+            self._reference = _load(self.path, device).eval().requires_grad_(False)
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters())
+
+    @contextlib.contextmanager
+    def reference(self):
+        """The frozen reference model (None when the algorithm needs none)."""
+        yield self._reference
+
+    def export(self, version: int) -> WeightUpdate:
+        """Every tensor under its Hugging Face name, on CPU."""
+        payload = [(name, p.detach().to("cpu", copy=True)) for name, p in self.model.state_dict().items()]
+        return WeightUpdate(version=version, kind="full", payload=payload,
+                            nbytes=sum(t.numel() * t.element_size() for _, t in payload))
+
+    def save(self, directory: Path) -> None:
+        self.model.save_pretrained(directory, safe_serialization=True)
+
+    def gradient_metrics(self) -> dict[str, float]:
+        return {}
+
+    def weight_metrics(self) -> dict[str, float]:
+        return {}
+
+
+def peft_lora_config(cfg: RunConfig):
+    from peft import LoraConfig
+
+    lora = cfg.model.lora
+    targets = lora_target_candidates(Path(cfg.model.resolved_path())) if "all" in lora.target_modules else [
+        m for m in LORA_SERVABLE if m in lora.target_modules]
+    return LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                      init_lora_weights=True if lora.init == "default" else "gaussian", bias="none",
+                      task_type="CAUSAL_LM")
+
+
+class LoraPolicy:
+    free_reference = True
+
+    def __init__(self, cfg: RunConfig, device: torch.device) -> None:
+        from peft import PeftModel, get_peft_model
+
+        self.path = cfg.model.resolved_path()
+        base = _load(self.path, device)
+        if cfg.model.adapter is not None:
+            self.peft = PeftModel.from_pretrained(base, cfg.model.adapter, is_trainable=True)
+        else:
+            self.peft = get_peft_model(base, peft_lora_config(cfg))
+        self.peft.peft_config["default"].base_model_name_or_path = self.path
+        self.model = self.peft.get_base_model()  # the HF model with the adapter layers inside it
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.peft.parameters() if p.requires_grad]
+
+    @contextlib.contextmanager
+    def reference(self):
+        """The base model: the same weights with the adapter switched off."""
+        with self.peft.disable_adapter():
+            yield self.model
+
+    def export(self, version: int) -> WeightUpdate:
+        """Only the adapter: its tensors under PEFT's names and its config (JSON-ready)."""
+        from peft import get_peft_model_state_dict
+
+        tensors = {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(self.peft).items()}
+        payload = {"config": adapter_config_dict(self.peft.peft_config["default"]), "tensors": tensors}
+        return WeightUpdate(version=version, kind="lora", payload=payload,
+                            nbytes=sum(t.numel() * t.element_size() for t in tensors.values()))
+
+    def save(self, directory: Path) -> None:
+        self.peft.save_pretrained(directory, safe_serialization=True)
+
+    def gradient_metrics(self) -> dict[str, float]:
+        return plasticity.gradient_metrics(plasticity.lora_factors(self.peft))
+
+    def weight_metrics(self) -> dict[str, float]:
+        return plasticity.weight_metrics(plasticity.lora_factors(self.peft))
+
+
+def adapter_config_dict(peft_config) -> dict:
+    """A PEFT config as plain JSON data (sets become sorted lists), as ``save_pretrained`` writes it."""
+    def plain(value):
+        if isinstance(value, (set, frozenset)):
+            return sorted(value)
+        return value
+
+    return json.loads(json.dumps({k: plain(v) for k, v in peft_config.to_dict().items()}, default=str))

@@ -1,0 +1,51 @@
+"""Facts about a Hugging Face model directory read from its small files (configs, safetensors headers), without
+loading weights or importing torch: what recipe validation needs before any process starts."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+# Linear layers inside the decoder blocks that PEFT can wrap and vLLM can serve LoRA on (Llama/Qwen/Mistral
+# naming). Embeddings and the LM head are left out: vLLM serves LoRA on them only with extra switches.
+LORA_SERVABLE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def has_chat_template(model_dir: Path) -> bool:
+    """Whether the directory ships a chat template (in tokenizer_config.json or a file of its own)."""
+    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+        return True
+    config = model_dir / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
+
+
+def tensor_names(model_dir: Path) -> list[str]:
+    """Names of every tensor in the directory's safetensors files (read from their headers only)."""
+    names: list[str] = []
+    for file in sorted(model_dir.glob("*.safetensors")):
+        with open(file, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        names += [k for k in header if k != "__metadata__"]
+    return names
+
+
+def lora_target_candidates(model_dir: Path) -> list[str]:
+    """The module names (last path component) a LoRA adapter may target in this model."""
+    present = {name.split(".")[-2] for name in tensor_names(model_dir) if name.endswith(".weight") and
+               ".layers." in name}
+    return [m for m in LORA_SERVABLE if m in present]
+
+
+def servable_lora_rank(rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds ``rank`` (ValueError above 512)."""
+    for allowed in (1, 8, 16, 32, 64, 128, 256, 320, 512):
+        if rank <= allowed:
+            return allowed
+    raise ValueError(f"vLLM serves LoRA ranks up to 512, not {rank}")
+
+
+def adapter_settings(adapter_dir: Path) -> dict:
+    """The saved PEFT adapter's ``adapter_config.json``."""
+    return json.loads((adapter_dir / "adapter_config.json").read_text())

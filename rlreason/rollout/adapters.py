@@ -1,0 +1,68 @@
+"""Serve a LoRA policy in a running vLLM engine: each pushed adapter version becomes a new served adapter.
+
+vLLM has no public in-memory adapter load (vllm#20149), so each version is written as a normal PEFT directory
+(``adapter_config.json`` + ``adapter_model.safetensors``) under a tmpfs root (``/dev/shm`` when there is one) and
+loaded through the public ``LLMEngine.add_lora``. Trade-off: one small file write and read per push (the adapter
+only: kilobytes to a few megabytes), in exchange for staying on vLLM's supported API instead of patching its LoRA
+manager, which changes between versions.
+
+Every version gets a new name and a new integer id (``version + 1``): vLLM silently reuses a cached adapter
+under a known id, and its prefix cache can serve stale KV entries of an adapter reloaded under the same name
+(vllm#42125). After the new version is loaded the previous one is removed from the engine and its directory
+deleted, so engine memory and disk stay flat however many pushes a run makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def _tmpfs_root() -> str:
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.mkdtemp(prefix="rlreason-adapters-", dir=base)
+
+
+class AdapterVersions:
+    """The adapter versions one engine serves: only the current one stays loaded."""
+
+    def __init__(self, llm, initial: str | None = None) -> None:
+        from vllm.lora.request import LoRARequest
+
+        self._llm, self._request_cls = llm, LoRARequest
+        self.root = Path(_tmpfs_root())
+        self.current = None  # the LoRARequest of the version being served; None: the base model (B = 0)
+        self._owned: Path | None = None  # directory of the current version, if we wrote it
+        if initial is not None:
+            self._serve(self._request_cls("policy-v0", 1, str(initial)), owned=None)
+
+    def push(self, version: int, config: dict, tensors: dict) -> None:
+        """Write version ``version`` of the adapter, load it, then drop the previous version."""
+        from safetensors.torch import save_file
+
+        directory = self.root / f"v{version}"
+        directory.mkdir(parents=True, exist_ok=False)
+        (directory / "adapter_config.json").write_text(json.dumps(config))
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "adapter_model.safetensors"))
+        self._serve(self._request_cls(f"policy-v{version}", version + 1, str(directory)), owned=directory)
+
+    def _serve(self, request, owned: Path | None) -> None:
+        if not self._llm.llm_engine.add_lora(request):
+            raise RuntimeError(f"vLLM refused adapter {request.lora_name} from {request.lora_path}")
+        previous, previous_dir = self.current, self._owned
+        self.current, self._owned = request, owned
+        if previous is not None:
+            self._llm.llm_engine.remove_lora(previous.lora_int_id)
+        if previous_dir is not None:
+            shutil.rmtree(previous_dir, ignore_errors=True)
+
+    def loaded(self) -> set[int]:
+        """Adapter ids the engine holds now."""
+        return set(self._llm.llm_engine.list_loras())
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
