@@ -58,6 +58,10 @@ def test_default_recipe_and_overrides():
     (["train.lr=-1"], "error: train.lr: Input should be greater than 0"),
     (["/nonexistent.yaml"], "error: recipe: no such file"),
     (["algorithm.name=ppo_typo"], "error: algorithm.name: unknown algorithm 'ppo_typo'"),
+    (["lora", "model.lora.rank=1000"], "error: model.lora.rank: vLLM serves LoRA ranks up to 512, not 1000"),
+    (["lora", "model.lora.target_modules=[lm_head]"], "error: model.lora.target_modules: the model has no "
+                                                      "LoRA-servable layer 'lm_head'"),
+    (["model.adapter=/nonexistent"], "error: model.adapter: no PEFT adapter directory"),
 ])
 def test_cli_rejects_bad_recipes_with_exit_code_2(args, message):
     proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", *args], capture_output=True, text=True,
