@@ -53,6 +53,33 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
     run_training(cfg, console)
 
 
+@app.command()
+def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dotted.key=value ...]"),
+              ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
+    """Train through the recipe's continual.phases; report the accuracy matrix, forgetting and transfer."""
+    from rlreason.config import RecipeError, load_config
+
+    recipe, overrides = split_recipe_args(args or [])
+    if ray_address:
+        overrides.append(f"ray.address={ray_address}")
+    try:
+        cfg = load_config(recipe, overrides)
+    except RecipeError as e:
+        _fail(str(e))
+    if not cfg.continual.phases:
+        _fail("continual.phases: empty; list the phases, e.g. [{task: arithmetic, steps: 50}, {task: programs, "
+              "steps: 50}]")
+    from rich.console import Console
+
+    from rlreason.continual import run_continual
+    from rlreason.continual_report import print_report
+
+    console = Console()
+    console.print(f"[bold]rlreason[/] continual run [cyan]{cfg.name}[/]: "
+                  + " -> ".join(f"{p.task} ({p.steps})" for p in cfg.continual.phases) + f"; output in {cfg.run_dir}/")
+    print_report(console, run_continual(cfg, console), cfg.run_dir)
+
+
 @app.command("pretrain-tiny")
 def pretrain_tiny(out: Path = typer.Option(..., help="directory for the model"),
                   steps: int = typer.Option(2000), seed: int = typer.Option(0)) -> None:

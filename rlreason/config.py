@@ -203,6 +203,32 @@ class OutputConfig(Section):
     save_model: bool = True
 
 
+class Phase(Section):
+    task: str = Field(description="the task whose training stream this phase trains on")
+    steps: int = Field(ge=1)
+
+    @field_validator("task")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from rlreason.tasks import TASKS
+
+        _resolve(TASKS, name)
+        return name
+
+
+class ContinualConfig(Section):
+    """``rlreason continual``: train through ``phases`` in order, evaluating every phase's task after each."""
+
+    phases: tuple[Phase, ...] = ()
+    replay_frac: float = Field(0.0, ge=0.0, lt=1.0, description="share of each batch drawn from the training "
+                                                               "streams of earlier phases")
+    anchor: bool = Field(False, description="KL to the previous phase's adapter instead of the base model (LoRA; "
+                                            "weight: algorithm.kl_coef)")
+    cbp_every: int = Field(0, ge=0, description="continual backprop on the adapter every N steps (0: off)")
+    cbp_replace_frac: float = Field(0.05, gt=0.0, le=1.0, description="share of mature components re-initialised")
+    cbp_maturity: int = Field(20, ge=0, description="steps a component must live before it can be replaced")
+
+
 class RunConfig(Section):
     name: str = "tiny-grpo"
     seed: int = 0
@@ -214,6 +240,7 @@ class RunConfig(Section):
     eval: EvalConfig = EvalConfig()
     ray: RayConfig = RayConfig()
     output: OutputConfig = OutputConfig()
+    continual: ContinualConfig = ContinualConfig()
 
     @field_validator("algorithm", mode="before")
     @classmethod
@@ -326,6 +353,11 @@ def check_across_sections(cfg: RunConfig) -> None:
     lora = cfg.model.lora
     if lora is not None and cfg.model.adapter is not None:
         raise RecipeError("model.lora: the adapter in model.adapter brings its own LoRA settings; set one of the two")
+    c = cfg.continual
+    if (c.anchor or c.cbp_every) and not cfg.model.uses_lora:
+        raise RecipeError(f"continual.{'anchor' if c.anchor else 'cbp_every'}: works on a LoRA adapter; set model.lora")
+    if c.anchor and not cfg.algorithm.needs_reference:
+        raise RecipeError("continual.anchor: its weight is algorithm.kl_coef, which is 0 (set it above 0)")
     if lora is not None:
         allowed = lora_target_candidates(model_dir)
         for name in lora.target_modules:

@@ -179,12 +179,13 @@ def component_means(groups: list[ScoredGroup]) -> dict[str, float]:
     return {k: statistics.fmean(v) for k, v in sums.items()}
 
 
-def evaluate(ctx: Context) -> dict[str, float]:
-    """Held-out accuracy per eval task: ``eval.samples`` completions per problem at ``eval.temperature``."""
+def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Held-out accuracy per task (default: the eval tasks): ``eval.samples`` completions per problem at
+    ``eval.temperature``."""
     cfg, out = ctx.cfg, {}
     # No per-request seed: vLLM's CPU sampler rejects seeded generators ("CPU Generator does not use offset").
     sampling = SamplingSpec(cfg.eval.samples, cfg.rollout.max_tokens, cfg.eval.temperature)
-    for name in cfg.tasks.eval:
+    for name in cfg.tasks.eval if tasks is None else tasks:
         groups = score(ctx, generate(ctx, eval_problems(cfg, name), sampling))
         out[f"{name}/accuracy"] = statistics.fmean(r.correct for g in groups for r in g.results)
         out[f"{name}/pass@{cfg.eval.samples}"] = statistics.fmean(any(r.correct for r in g.results)

@@ -30,18 +30,24 @@ class RunSummary:
     model_dir: str | None = None
 
 
+def write_recipe(cfg: RunConfig):
+    """Create the run directory with the resolved recipe in it; returns the directory."""
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return run_dir
+
+
 def train(cfg: RunConfig, console=None) -> RunSummary:
     from rlreason.cluster import start_cluster
 
     start, summary = time.perf_counter(), RunSummary()
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    run_dir = write_recipe(cfg)
     with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer:
         cluster = start_cluster(cfg)
         try:
             ctx = Context(cfg, cluster.workers, cluster.learner, scorer)
-            summary.before = _eval(ctx, log, 0, console, "before") if cfg.eval.before else {}
+            summary.before = evaluate_and_log(ctx, log, 0, console, "before") if cfg.eval.before else {}
             try:
                 _loop(ctx, log, console, summary)
             except KeyboardInterrupt:  # keep what was learned; metrics.jsonl is already on disk
@@ -51,7 +57,7 @@ def train(cfg: RunConfig, console=None) -> RunSummary:
                 if console is not None:
                     console.print(f"[yellow]interrupted after step {summary.steps}; model saved to {saved}[/]")
                 raise
-            summary.after = _eval(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
+            summary.after = evaluate_and_log(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
             if cfg.output.save_model:
                 import ray
 
@@ -75,12 +81,13 @@ def _loop(ctx: Context, log: MetricsLogger, console, summary: RunSummary) -> Non
             progress.update(step, metrics)
             summary.steps = step
             if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
-                _eval(ctx, log, step, console, f"step {step}")
+                evaluate_and_log(ctx, log, step, console, f"step {step}")
 
 
-def _eval(ctx: Context, log: MetricsLogger, step: int, console, label: str) -> dict[str, float]:
+def evaluate_and_log(ctx: Context, log: MetricsLogger, step: int, console, label: str,
+                     tasks: tuple[str, ...] | None = None) -> dict[str, float]:
     start = time.perf_counter()
-    result = evaluate(ctx)
+    result = evaluate(ctx, tasks)
     log.write(step, result, kind="eval")
     if console is not None:
         shown = "  ".join(f"{k} {v:.3f}" for k, v in result.items())

@@ -134,6 +134,7 @@ class Learner:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        sums.update(self.policy.after_step(self.optimizer))
         sums["grad_norm"] = float(grad_norm)
         sums["lr"] = self.scheduler.get_last_lr()[0]
         return sums
@@ -182,6 +183,10 @@ class Learner:
         update = self.policy.export(self.version)
         self._export_bytes = update.nbytes
         return update
+
+    def set_anchor(self) -> None:
+        """From now on the KL reference is the policy as it is now (continual learning, between phases)."""
+        self.policy.set_anchor()
 
     def last_export_bytes(self) -> int:
         return self._export_bytes

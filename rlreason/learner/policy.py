@@ -70,6 +70,12 @@ class FullPolicy:
     def weight_metrics(self) -> dict[str, float]:
         return {}
 
+    def after_step(self, optimizer) -> dict[str, float]:
+        return {}
+
+    def set_anchor(self) -> None:
+        raise ValueError("a KL anchor to the previous phase needs a LoRA policy (model.lora)")
+
 
 def peft_lora_config(cfg: RunConfig):
     from peft import LoraConfig
@@ -96,15 +102,43 @@ class LoraPolicy:
             self.peft = get_peft_model(base, peft_lora_config(cfg))
         self.peft.peft_config["default"].base_model_name_or_path = self.path
         self.model = self.peft.get_base_model()  # the HF model with the adapter layers inside it
+        self._anchor: dict[str, torch.Tensor] | None = None
+        c = cfg.continual
+        self._cbp = None
+        if c.cbp_every:
+            from rlreason.learner.continual_backprop import ContinualBackprop
+
+            self._cbp = ContinualBackprop(self.peft, c.cbp_every, c.cbp_replace_frac, c.cbp_maturity)
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.peft.parameters() if p.requires_grad]
 
     @contextlib.contextmanager
     def reference(self):
-        """The base model: the same weights with the adapter switched off."""
-        with self.peft.disable_adapter():
+        """The base model (the same weights with the adapter switched off), or, once ``set_anchor`` was called, the
+        adapter as it was then (swapped in for the forward, swapped back after)."""
+        if self._anchor is None:
+            with self.peft.disable_adapter():
+                yield self.model
+            return
+        params = dict(self.peft.named_parameters())
+        current = {name: params[name].detach().clone() for name in self._anchor}
+        with torch.no_grad():
+            for name, value in self._anchor.items():
+                params[name].copy_(value)
+        try:
             yield self.model
+        finally:
+            with torch.no_grad():
+                for name, value in current.items():
+                    params[name].copy_(value)
+
+    def set_anchor(self) -> None:
+        """Freeze a snapshot of the adapter as the reference from now on (continual learning's KL anchor)."""
+        self._anchor = {n: p.detach().clone() for n, p in self.peft.named_parameters() if p.requires_grad}
+
+    def after_step(self, optimizer) -> dict[str, float]:
+        return {} if self._cbp is None else self._cbp.step(optimizer)
 
     def export(self, version: int) -> WeightUpdate:
         """Only the adapter: its tensors under PEFT's names and its config (JSON-ready)."""

@@ -29,6 +29,7 @@ class SyntheticTask:
     sample: Callable[[random.Random], tuple[Problem, str]]
 
     held_out_size: int = 200  # the first this-many distinct eval problems are never trained on
+    also_exclude: tuple[str, ...] = ()  # tasks whose held-out prompts this task's training stream also avoids
 
     def eval_problems(self, n: int | None = None, data_dir: str | None = None) -> list[Problem]:
         """The first ``n`` problems of the task's fixed held-out set (``n <= held_out_size``; None: all)."""
@@ -50,7 +51,7 @@ class SyntheticTask:
 
     def examples(self, seed: int) -> Iterator[tuple[Problem, str]]:
         """Endless (problem, solution) training pairs from ``seed``; never a held-out prompt."""
-        exclude = self.held_out_prompts()
+        exclude = self.held_out_prompts().union(*(TASKS.get(t).held_out_prompts() for t in self.also_exclude))
         rng = random.Random(f"{self.name}:{seed}")
         while True:
             problem, solution = self.sample(rng)
@@ -65,6 +66,12 @@ TASKS: Registry = Registry("task")
 TASKS.register("arithmetic", SyntheticTask(
     "arithmetic", "add/subtract chains of 2-4 numbers, worked line by line, answer after ####",
     arithmetic.sample_problem))
+TASKS.register("addition", SyntheticTask(
+    "addition", "chains of 2-4 additions (a continual-learning family; avoids arithmetic's held-out prompts)",
+    arithmetic.sample_addition, also_exclude=("arithmetic",)))
+TASKS.register("subtraction", SyntheticTask(
+    "subtraction", "chains of 2-4 subtractions, never below 0 (a continual-learning family)",
+    arithmetic.sample_subtraction, also_exclude=("arithmetic",)))
 TASKS.register("programs", SyntheticTask(
     "programs", "write f(x) from four input/output examples; checked on hidden inputs", programs.sample_problem))
 

@@ -14,11 +14,11 @@ MIN_OPERANDS, MAX_OPERANDS = 2, 4
 MAX_OPERAND = 99
 
 
-def _operands(rng: random.Random) -> tuple[list[int], list[str]]:
+def _operands(rng: random.Random, symbols: str = "+-") -> tuple[list[int], list[str]]:
     count = rng.randint(MIN_OPERANDS, MAX_OPERANDS)
     while True:
         nums = [rng.randint(1, MAX_OPERAND) for _ in range(count)]
-        ops = [rng.choice("+-") for _ in range(count - 1)]
+        ops = [rng.choice(symbols) for _ in range(count - 1)]
         total, ok = nums[0], True
         for op, n in zip(ops, nums[1:]):
             total = total + n if op == "+" else total - n
@@ -38,11 +38,22 @@ def worked_solution(nums: list[int], ops: list[str]) -> tuple[str, int]:
     return "\n".join(lines), total
 
 
-def sample_problem(rng: random.Random) -> tuple[Problem, str]:
-    """One problem and its worked solution (the SFT target)."""
-    nums, ops = _operands(rng)
+def sample_problem(rng: random.Random, symbols: str = "+-", task: str = "arithmetic") -> tuple[Problem, str]:
+    """One problem and its worked solution (the SFT target); ``symbols``: the operators it may use."""
+    nums, ops = _operands(rng, symbols)
     expr = str(nums[0]) + "".join(f"{op}{n}" for op, n in zip(ops, nums[1:]))
     solution, answer = worked_solution(nums, ops)
-    problem = Problem(id=f"arith:{expr}", prompt=f"{expr}=?\n", reference=str(answer), verifier="exact_answer",
-                      task="arithmetic")
+    prefix = "arith" if task == "arithmetic" else task
+    problem = Problem(id=f"{prefix}:{expr}", prompt=f"{expr}=?\n", reference=str(answer), verifier="exact_answer",
+                      task=task)
     return problem, solution
+
+
+def sample_addition(rng: random.Random) -> tuple[Problem, str]:
+    """Chains of additions only (a task family for continual learning)."""
+    return sample_problem(rng, "+", "addition")
+
+
+def sample_subtraction(rng: random.Random) -> tuple[Problem, str]:
+    """Chains of subtractions only, never below 0 (a task family for continual learning)."""
+    return sample_problem(rng, "-", "subtraction")

@@ -1,0 +1,89 @@
+"""``rlreason continual RECIPE``: train through a sequence of tasks (``continual.phases``) and report what was
+learned, what was forgotten and whether the model can still learn.
+
+A small driver over the same stages as ``rlreason train`` (``rl_step``, ``evaluate``): before the first phase and
+after every phase it evaluates every task of the run on its held-out set, building the accuracy matrix; at the end
+it writes ``continual.json`` (matrix, average accuracy, forgetting, backward and forward transfer) and
+``continual.png`` (the heatmap) into the run directory. Switches (``continual.*``): ``replay_frac`` (that share of
+every batch comes from earlier phases' training streams, which continue where they left off), ``anchor`` (from
+phase 2 on, the KL reference is the adapter as it was at the end of the previous phase), ``cbp_every`` (continual
+backprop on the adapter's rank components, in the learner). Plasticity metrics (``lora/*``) and ``kl_to_ref`` are
+logged every step as in any LoRA run. Not here yet: online training from a growing stream, one adapter per phase.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+
+from rlreason.config import RunConfig
+from rlreason.continual_metrics import heatmap, summarize
+from rlreason.controller import Context, _scored_by, rl_step
+from rlreason.tasks import get_task
+from rlreason.types import Problem
+
+
+def phase_batch(streams: dict[str, Iterator[Problem]], current: str, earlier: list[str], replay_frac: float,
+                rng: random.Random, n: int) -> list[Problem]:
+    """``n`` problems: ``round(n * replay_frac)`` of them from earlier phases' tasks (chosen uniformly), the rest
+    from the current task. Streams are shared across phases, so a task's stream continues where it stopped."""
+    replayed = round(n * replay_frac) if earlier else 0
+    batch = [next(streams[current]) for _ in range(n - replayed)]
+    batch += [next(streams[rng.choice(earlier)]) for _ in range(replayed)]
+    return batch
+
+
+def task_streams(cfg: RunConfig, tasks: list[str]) -> dict[str, Iterator[Problem]]:
+    return {t: (_scored_by(cfg, p) for p in get_task(t).train_problems(cfg.seed, cfg.tasks.data_dir)) for t in tasks}
+
+
+def run_continual(cfg: RunConfig, console=None) -> dict:
+    import ray
+
+    from rlreason.cluster import start_cluster
+    from rlreason.console import StepProgress
+    from rlreason.metrics import MemoryMonitor, MetricsLogger
+    from rlreason.scoring import Scorer
+    from rlreason.train import evaluate_and_log, write_recipe
+
+    phases = cfg.continual.phases
+    if not phases:
+        raise ValueError("continual.phases: empty; list the phases, e.g. [{task: arithmetic, steps: 50}, ...]")
+    tasks = list(dict.fromkeys(p.task for p in phases))
+    run_dir, start = write_recipe(cfg), time.perf_counter()
+    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer:
+        cluster = start_cluster(cfg)
+        try:
+            ctx = Context(cfg, cluster.workers, cluster.learner, scorer)
+            accuracy = _accuracies(evaluate_and_log(ctx, log, 0, console, "base model", tuple(tasks)), tasks)
+            base, matrix, streams, rng, step = accuracy, [], task_streams(cfg, tasks), random.Random(cfg.seed), 0
+            with StepProgress(console, sum(p.steps for p in phases)) as progress:
+                for i, phase in enumerate(phases):
+                    if i > 0 and cfg.continual.anchor:
+                        ray.get(cluster.learner.set_anchor.remote())
+                    earlier = [t for t in dict.fromkeys(p.task for p in phases[:i]) if t != phase.task]
+                    for _ in range(phase.steps):
+                        step += 1
+                        batch = phase_batch(streams, phase.task, earlier, cfg.continual.replay_frac, rng,
+                                            cfg.rollout.prompts_per_step)
+                        metrics = {**rl_step(ctx, batch), "phase": float(i)}
+                        log.write(step, metrics)
+                        progress.update(step, metrics)
+                    result = evaluate_and_log(ctx, log, step, console, f"after phase {i + 1}", tuple(tasks))
+                    matrix.append(_accuracies(result, tasks))
+            if cfg.output.save_model:
+                ray.get(cluster.learner.save.remote(str((run_dir / "final").resolve())))
+        finally:
+            cluster.shutdown()
+    report = summarize(tasks, [p.task for p in phases], base, matrix)
+    report.update(wall_s=time.perf_counter() - start, peak_memory_gib=memory.peak_gib, steps=step,
+                  switches=cfg.continual.model_dump(exclude={"phases"}))
+    (run_dir / "continual.json").write_text(json.dumps(report, indent=2))
+    heatmap(report, run_dir / "continual.png", title=cfg.name)
+    return report
+
+
+def _accuracies(result: dict[str, float], tasks: list[str]) -> list[float]:
+    return [result[f"{t}/accuracy"] for t in tasks]
