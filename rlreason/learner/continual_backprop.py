@@ -6,7 +6,8 @@ Utility (the paper's contribution utility): a running mean of |h_k| (over tokens
 Every ``every`` steps, in each layer, the ``replace_frac`` lowest-utility components older than ``maturity``
 steps (at least one when any is mature) are re-initialised: A[k, :] drawn afresh as PEFT draws it, B[:, k] = 0,
 so the new component starts silent (the function moves only by the removed component's own output, the smallest
-in its layer by construction), and their Adam moments are cleared so the new component starts like a fresh one. Caveat from the literature: weaker with non-ReLU activations and LayerNorm
+in its layer by construction), and their Adam moments are cleared so the new component starts like a fresh one.
+Caveat from the literature: weaker with non-ReLU activations and LayerNorm
 (arXiv 2508.00212); measure it rather than assume it helps.
 """
 
