@@ -18,6 +18,10 @@ class Cluster:
     def shutdown(self) -> None:
         import ray
 
+        try:  # let the engines clean up (adapter files on tmpfs) before they are killed
+            ray.get([w.close.remote() for w in self.workers], timeout=30)
+        except Exception:  # noqa: BLE001 - a dead or stuck engine must not stop the shutdown
+            pass
         for actor in [*self.workers, self.learner]:
             ray.kill(actor)
         if self.started_ray:

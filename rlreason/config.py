@@ -182,6 +182,8 @@ class TrainConfig(Section):
     epochs: int = Field(1, ge=1, description="passes over each rollout batch")
     fp32_logits: bool = Field(True, description="LM head and softmax in float32 even when model.dtype is "
                                                 "bfloat16 (the learner then autocasts the rest)")
+    kl_to_ref_every: int = Field(10, ge=0, description="with LoRA, measure the KL to the base model (kl_to_ref) "
+                                 "every N steps when no KL term needs it anyway; costs a forward pass (0: never)")
 
 
 class EvalConfig(Section):
@@ -335,35 +337,10 @@ def validate(data: dict) -> RunConfig:
         cfg = RunConfig(**{**data, "algorithm": algo_cfg})
     except ValidationError as e:
         raise RecipeError(_describe(e.errors()[0], RunConfig)) from None
+    from rlreason.recipe_checks import check_across_sections
+
     check_across_sections(cfg)
     return cfg
-
-
-def check_across_sections(cfg: RunConfig) -> None:
-    """Rules that tie fields together or need the model directory's files (never its weights)."""
-    from rlreason.modelinfo import has_chat_template, lora_target_candidates
-
-    try:
-        model_dir = Path(cfg.model.resolved_path())
-    except ValueError as e:
-        raise RecipeError(f"model.path: {e}") from None
-    if cfg.tasks.template == "chat" and not has_chat_template(model_dir):
-        raise RecipeError(f"tasks.template: 'chat' needs a model with a chat template; {cfg.model.path!r} has none "
-                          "(allowed: plain)")
-    lora = cfg.model.lora
-    if lora is not None and cfg.model.adapter is not None:
-        raise RecipeError("model.lora: the adapter in model.adapter brings its own LoRA settings; set one of the two")
-    c = cfg.continual
-    if (c.anchor or c.cbp_every) and not cfg.model.uses_lora:
-        raise RecipeError(f"continual.{'anchor' if c.anchor else 'cbp_every'}: works on a LoRA adapter; set model.lora")
-    if c.anchor and not cfg.algorithm.needs_reference:
-        raise RecipeError("continual.anchor: its weight is algorithm.kl_coef, which is 0 (set it above 0)")
-    if lora is not None:
-        allowed = lora_target_candidates(model_dir)
-        for name in lora.target_modules:
-            if name != "all" and name not in allowed:
-                raise RecipeError(f"model.lora.target_modules: the model has no LoRA-servable layer {name!r} "
-                                  f"(allowed: all, {', '.join(allowed)})")
 
 
 def _describe(err: dict, model: type[BaseModel], prefix: list[str] = ()) -> str:

@@ -8,7 +8,8 @@ it writes ``continual.json`` (matrix, average accuracy, forgetting, backward and
 every batch comes from earlier phases' training streams, which continue where they left off), ``anchor`` (from
 phase 2 on, the KL reference is the adapter as it was at the end of the previous phase), ``cbp_every`` (continual
 backprop on the adapter's rank components, in the learner). Plasticity metrics (``lora/*``) and ``kl_to_ref`` are
-logged every step as in any LoRA run. Not here yet: online training from a growing stream, one adapter per phase.
+logged as in any LoRA run (with the anchor, ``kl_to_ref`` is the KL to the previous phase's adapter).
+Not here yet: online training from a growing stream, one adapter per phase.
 """
 
 from __future__ import annotations

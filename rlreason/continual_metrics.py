@@ -3,7 +3,7 @@
 ``base[j]``: held-out accuracy on task j before any training; ``R[i][j]``: on task j after phase i (phase i trains
 task i's stream; a task may come back in a later phase, so j indexes the distinct tasks). With T phases:
 - average accuracy: mean_j R[T-1][j];
-- backward transfer BWT: mean over tasks first trained before the last phase of R[T-1][j] - R[p(j)][j], with p(j)
+- backward transfer BWT: mean over tasks last trained before the last phase of R[T-1][j] - R[p(j)][j], with p(j)
   the last phase that trained task j (negative: forgetting);
 - forgetting: mean over the same tasks of max_{i < T-1} R[i][j] - R[T-1][j] (the best it ever was, minus now);
 - forward transfer FWT: mean over tasks not trained in phase 0 of R[f(j)-1][j] - base[j], with f(j) the first

@@ -62,7 +62,11 @@ def smollm2_model_dir() -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
     try:
         convert_gguf(source, staging)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # another run converted it meanwhile
+            if not (target / "config.json").is_file():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -79,6 +79,14 @@ MBPP_MODULE_REF = {"format": "mbpp", "entry_point": "root", "test_imports": [],
                    "tests": ["assert math.isclose(root(16), 4.0)", "assert math.isclose(root(2), 1.4142135623730951)"]}
 
 
+def _score_result(program: str, reference: dict):
+    """The verdict as the scoring runner gives it (a verifier that raises scores 0 with the error recorded)."""
+    from rlreason.scoring import Scorer
+
+    with Scorer(workers=1) as scorer:
+        return scorer.score([(f"```python\n{program}```", Problem("verdict", "", reference, "python_tests"))])[0]
+
+
 def _score(program: str, reference: dict) -> float:
     problem = Problem("verdict", "", reference, "python_tests")
     return code.python_tests(f"```python\n{program}```", problem).score
@@ -125,3 +133,29 @@ def test_a_test_that_swallows_the_programs_death_still_fails():
     ref = {"format": "humaneval", "prompt": "def f(x):\n    pass\n", "test": test, "entry_point": "f"}
     assert _score("def f(x):\n    return 1\n", ref) == 1.0
     assert _score("import os\ndef f(x):\n    os._exit(0)\n", ref) == 0.0
+
+
+def test_an_entry_point_named_like_the_tests_check_cannot_replace_it():
+    """A HumanEval-format problem whose entry point is called ``check``: the program's ``check`` is tested by the
+    trusted one, never called as the checker."""
+    prompt = "def check(x):\n    '''Return x + 1.'''\n"
+    test = "\ndef check(candidate):\n    assert candidate(1) == 2\n"
+    ref = {"format": "humaneval", "prompt": prompt, "test": test, "entry_point": "check"}
+    wrong = _score_result("def check(candidate):\n    return None\n", ref)
+    assert wrong.score == 0.0
+    assert "defines the entry point" in (wrong.error or "") or wrong.details.get("failure")
+
+
+def test_asserts_survive_python_optimize(tmp_path):
+    """Under ``python -O`` (or PYTHONOPTIMIZE) compiled asserts vanish; the trusted tests keep theirs."""
+    import json
+    import subprocess
+    import sys
+
+    records = tmp_path / "in.jsonl"
+    reference = {"format": "mbpp", "entry_point": "similar", "test_imports": [],
+                 "tests": ["assert similar((1, 2), (2, 3)) == [2]"]}
+    records.write_text(json.dumps({"completion": f"```python\n{MBPP_WRONG}```", "reference": reference}) + "\n")
+    proc = subprocess.run([sys.executable, "-O", "-m", "rlreason.cli", "verify", "python_tests", str(records),
+                           "--workers", "1"], capture_output=True, text=True, timeout=120)
+    assert json.loads(proc.stdout.splitlines()[0])["score"] == 0.0, proc.stdout + proc.stderr

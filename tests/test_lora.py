@@ -16,7 +16,7 @@ from rlreason.scoring import Scorer
 from rlreason.tasks import get_task
 from rlreason.types import ScoredGroup
 
-LORA = ["model.lora.rank=8", "train.lr=0.003"]
+LORA = ["model.lora.rank=8", "train.lr=0.003", "train.kl_to_ref_every=1"]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ def _cli(*args, cwd, timeout=600):
 def test_lora_run_pushes_only_the_adapter_saves_it_and_merges(tmp_path):
     proc = _cli("train", "model.lora.rank=8", "train.lr=0.002", "train.steps=2", "rollout.prompts_per_step=4",
                 "rollout.group_size=4", "eval.before=false", "eval.after=false", "output.tensorboard=false",
-                "name=lora", cwd=tmp_path)
+                "train.kl_to_ref_every=1", "name=lora", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "lora"
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -52,9 +52,14 @@ def _proxy(box: Sandbox, name: str):
 
 def reserved_names(namespace: dict) -> frozenset[str]:
     """Names whose trusted meaning a program may never replace: whatever the trusted code bound in ``namespace``
-    (helpers of the prompt, test imports, the test's own definitions), every builtin and every module name."""
-    modules = set(sys.stdlib_module_names) | {m.partition(".")[0] for m in list(sys.modules)}
-    return frozenset(namespace) | frozenset(dir(builtins)) | frozenset(modules)
+    (helpers of the prompt, test imports, the test's own definitions), every builtin and every standard-library
+    module name (not whatever this process happens to have imported: the verdict must not depend on it)."""
+    return frozenset(namespace) | frozenset(dir(builtins)) | frozenset(sys.stdlib_module_names)
+
+
+def _run_trusted(code: str, namespace: dict) -> None:
+    """Execute trusted test code with its asserts kept even under ``python -O`` (which would drop them all)."""
+    exec(compile(code, "<trusted tests>", "exec", optimize=0), namespace)
 
 
 def trusted_namespace(reference: dict, box: Sandbox) -> dict:
@@ -62,18 +67,21 @@ def trusted_namespace(reference: dict, box: Sandbox) -> dict:
     imports (MBPP), real modules the program also imported (MBPP's harness shares one namespace), the test's
     definitions. Then the program's entry point, and any of its functions no trusted name covers, as proxies."""
     namespace: dict = {"__name__": "__rlreason_tests__"}
-    if reference["format"] == "humaneval":
-        exec(reference["prompt"], namespace)
-    else:
-        exec("\n".join(reference.get("test_imports", [])), namespace)
+    entry = reference["entry_point"]
+    _run_trusted(reference["prompt"] if reference["format"] == "humaneval" else
+                 "\n".join(reference.get("test_imports", [])), namespace)
     for name in box.modules:
         if name in _SAFE_MODULES:
             namespace.setdefault(name, importlib.import_module(name))
     if reference["format"] == "humaneval":
-        exec(reference["test"], namespace)  # defines check (and METADATA); runs nothing
+        before = dict(namespace)
+        _run_trusted(reference["test"], namespace)  # defines check (and METADATA); runs nothing
+        if entry in namespace and (entry not in before or namespace[entry] is not before[entry]):
+            raise ValueError(f"the test itself defines the entry point {entry!r}: nothing to check the program by")
+        namespace["__rlreason_check__"] = namespace["check"]  # the trusted check, whatever gets bound later
     reserved = reserved_names(namespace)
     for name in box.names:
-        if name == reference["entry_point"] or name not in reserved:
+        if name == entry or name not in reserved:
             namespace[name] = _proxy(box, name)
     return namespace
 
@@ -90,10 +98,10 @@ def run_tests(source: str, reference: dict) -> tuple[int, int, str | None]:
             return 0, len(tests), f"program defines no {reference['entry_point']!r}"
         namespace = trusted_namespace(reference, box)
         if reference["format"] == "humaneval":
-            tests = [lambda: namespace["check"](namespace[reference["entry_point"]])]
+            tests = [lambda: namespace["__rlreason_check__"](namespace[reference["entry_point"]])]
         for test in tests:
             try:
-                test() if callable(test) else exec(test, namespace)
+                test() if callable(test) else _run_trusted(test, namespace)
                 if box.failure is not None:
                     raise SandboxError(box.failure)
                 passed += 1

@@ -133,7 +133,7 @@ class Sandbox:
             raise SandboxError(reply.get("error", "malformed reply"))
         try:
             return decode(reply["value"])
-        except (ValueError, TypeError, KeyError) as e:
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
             raise SandboxError(f"malformed value: {e}") from None
 
     def _receive(self) -> dict:
@@ -142,7 +142,7 @@ class Sandbox:
             raise SandboxError("reply too large")
         try:
             message = json.loads(self._read(size))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise SandboxError("malformed reply") from None
         if not isinstance(message, dict):
             raise SandboxError("malformed reply")

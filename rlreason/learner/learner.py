@@ -148,7 +148,9 @@ class Learner:
         algo, old, old_values, ref, kl = self.algo, None, None, None, None
         if need_old or algo.kl_in_reward or self.critic is not None:
             old, old_values = self._chunked(batch)
-        if algo.needs_reference or self.policy.free_reference:
+        every = self.cfg.train.kl_to_ref_every
+        diagnostic = self.policy.free_reference and every > 0 and self.version % every == 0
+        if algo.needs_reference or diagnostic:
             with self.policy.reference() as reference:
                 ref, _ = self._chunked(batch, reference)
         metrics = {}

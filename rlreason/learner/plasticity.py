@@ -8,8 +8,9 @@ component k is the pair (B[:, k], A[k, :]). Reported every step (averaged over l
   layer's largest (at B = 0 every component is dormant);
 - ``lora/component_grad_norm_mean`` / ``_min``: the gradient norm of each component (its A row and B column):
   components that stop receiving gradient have lost plasticity (Dohare et al., Nature 2024).
-The KL to the base model on the current batch (``kl_to_ref``) is logged by the learner, since the base model is
-the LoRA policy's reference (forgetting is predicted by it, "RL's Razor", arXiv 2509.04259).
+The learner also logs ``kl_to_ref``, the KL to the reference on the current batch: for a LoRA policy the base
+model (forgetting is predicted by it, "RL's Razor", arXiv 2509.04259; every ``train.kl_to_ref_every`` steps when
+no KL term needs the reference anyway), or the previous phase's adapter once a continual run sets an anchor.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 
@@ -35,6 +36,8 @@ class AdapterVersions:
 
         self._llm, self._request_cls = llm, LoRARequest
         self.root = Path(_tmpfs_root())
+        # tmpfs is memory: remove the versions when the engine goes, even if nobody calls close()
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
         self.current = None  # the LoRARequest of the version being served; None: the base model (B = 0)
         self._owned: Path | None = None  # directory of the current version, if we wrote it
         if initial is not None:
@@ -48,7 +51,11 @@ class AdapterVersions:
         directory.mkdir(parents=True, exist_ok=False)
         (directory / "adapter_config.json").write_text(json.dumps(config))
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "adapter_model.safetensors"))
-        self._serve(self._request_cls(f"policy-v{version}", version + 1, str(directory)), owned=directory)
+        try:
+            self._serve(self._request_cls(f"policy-v{version}", version + 1, str(directory)), owned=directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
 
     def _serve(self, request, owned: Path | None) -> None:
         if not self._llm.llm_engine.add_lora(request):
@@ -65,4 +72,4 @@ class AdapterVersions:
         return set(self._llm.llm_engine.list_loras())
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._finalizer()

@@ -145,3 +145,8 @@ class RolloutEngine:
 
     def get_version(self) -> int:
         return self.version
+
+    def close(self) -> None:
+        """Release what lives outside the process (the adapter versions on tmpfs)."""
+        if self.adapters is not None:
+            self.adapters.close()

@@ -65,7 +65,7 @@ class SyntheticTask:
 TASKS: Registry = Registry("task")
 TASKS.register("arithmetic", SyntheticTask(
     "arithmetic", "add/subtract chains of 2-4 numbers, worked line by line, answer after ####",
-    arithmetic.sample_problem))
+    arithmetic.sample_problem, also_exclude=("addition", "subtraction")))
 TASKS.register("addition", SyntheticTask(
     "addition", "chains of 2-4 additions (a continual-learning family; avoids arithmetic's held-out prompts)",
     arithmetic.sample_addition, also_exclude=("arithmetic",)))

@@ -1,0 +1,53 @@
+"""Recipe rules that tie fields of different sections together, or need the model directory's small files
+(configs, safetensors headers, a saved adapter's config; never its weights). Run once by ``config.validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlreason.config import RecipeError, RunConfig
+
+
+def check_across_sections(cfg: RunConfig) -> None:
+    """Rules that tie fields together or need the model directory's files (never its weights)."""
+    from rlreason.modelinfo import has_chat_template, lora_target_candidates
+
+    try:
+        model_dir = Path(cfg.model.resolved_path())
+    except ValueError as e:
+        raise RecipeError(f"model.path: {e}") from None
+    if cfg.tasks.template == "chat" and not has_chat_template(model_dir):
+        raise RecipeError(f"tasks.template: 'chat' needs a model with a chat template; {cfg.model.path!r} has none "
+                          "(allowed: plain)")
+    lora = cfg.model.lora
+    if lora is not None and cfg.model.adapter is not None:
+        raise RecipeError("model.lora: the adapter in model.adapter brings its own LoRA settings; set one of the two")
+    c = cfg.continual
+    if (c.anchor or c.cbp_every) and not cfg.model.uses_lora:
+        raise RecipeError(f"continual.{'anchor' if c.anchor else 'cbp_every'}: works on a LoRA adapter; set model.lora")
+    if c.anchor and not cfg.algorithm.needs_reference:
+        raise RecipeError("continual.anchor: its weight is algorithm.kl_coef, which is 0 (set it above 0)")
+    if cfg.model.adapter is not None:
+        check_saved_adapter(Path(cfg.model.adapter), model_dir)
+    if lora is not None:
+        allowed = lora_target_candidates(model_dir)
+        for name in lora.target_modules:
+            if name != "all" and name not in allowed:
+                raise RecipeError(f"model.lora.target_modules: the model has no LoRA-servable layer {name!r} "
+                                  f"(allowed: all, {', '.join(allowed)})")
+
+
+def check_saved_adapter(adapter: Path, model_dir: Path) -> None:
+    """A saved adapter must fit the model and be servable: its rank, and layers the model has."""
+    from rlreason.modelinfo import adapter_settings, lora_target_candidates, servable_lora_rank
+
+    settings = adapter_settings(adapter)
+    try:
+        servable_lora_rank(int(settings.get("r", 0)))
+    except ValueError as e:
+        raise RecipeError(f"model.adapter: {e}") from None
+    targets = settings.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    missing = sorted(set(targets) - set(lora_target_candidates(model_dir)))
+    if missing:
+        raise RecipeError(f"model.adapter: adapts layers this model lacks or vLLM cannot serve: {', '.join(missing)}")
