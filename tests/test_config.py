@@ -74,7 +74,7 @@ def test_cli_rejects_bad_recipes_with_exit_code_2(args, message):
 def test_every_shipped_recipe_validates_and_is_found_by_name_from_any_directory(tmp_path, monkeypatch):
     from rlreason.config import RecipeError, find_recipe, recipes_dir, shipped_recipes
 
-    assert {"default", "ppo", "scalerl", "lora", "smollm2_gsm8k_lora"} <= set(shipped_recipes())
+    assert {"default", "ppo", "scalerl", "lora", "smollm2_gsm8k_lora", "continual"} <= set(shipped_recipes())
     monkeypatch.chdir(tmp_path)
     for name in shipped_recipes():
         try:
@@ -84,7 +84,7 @@ def test_every_shipped_recipe_validates_and_is_found_by_name_from_any_directory(
         assert find_recipe(f"{name}.yaml") == recipes_dir() / f"{name}.yaml"
     (tmp_path / "ppo.yaml").write_text("name: mine\n")  # a file of the user's wins over a shipped name
     assert load_config("ppo.yaml").name == "mine"
-    with pytest.raises(RecipeError, match=r"recipe: no such file 'nope' \(shipped recipes: default, lora, ppo"):
+    with pytest.raises(RecipeError, match=r"recipe: no such file 'nope' \(shipped recipes: continual, default, lora"):
         load_config("nope")
 
 
