@@ -55,7 +55,8 @@ def test_ppo_critic_learns_the_returns(tokenizer):
 def test_kl_in_the_reward_is_measured_against_the_reference(tokenizer):
     cfg = load_config(None, ["algorithm.name=reinforce_pp", "train.lr=1e-3"])
     learner = Learner(cfg)
-    assert learner.reference is not None
+    with learner.policy.reference() as reference:
+        assert reference is not None and reference is not learner.model  # a frozen copy for full weights
     batch = build_train_batch(good_and_bad_groups(tokenizer), cfg.algorithm)
     assert learner.prepare(batch, need_old=False).metrics["kl_in_reward"] == 0.0  # policy == reference
     learner.train_step(batch)

@@ -56,14 +56,10 @@ class FullPolicy:
         yield self._reference
 
     def export(self, version: int) -> WeightUpdate:
-        """Every tensor under its Hugging Face name, on CPU; a tied tensor (the LM head of a model that ties it to
-        the embeddings) is sent once (the engine ties it again), which is 17% of SmolLM2's push."""
-        payload, seen = [], set()
-        for name, p in self.model.state_dict().items():
-            if p.data_ptr() in seen:
-                continue
-            seen.add(p.data_ptr())
-            payload.append((name, p.detach().to("cpu", copy=True)))
+        """Every tensor under its Hugging Face name, on CPU. A tied LM head is sent too, though it repeats the
+        embeddings: vLLM's CPU backend repacks the head into a copy of its own (skipping it broke the logprob
+        parity test)."""
+        payload = [(name, p.detach().to("cpu", copy=True)) for name, p in self.model.state_dict().items()]
         return WeightUpdate(version=version, kind="full", payload=payload,
                             nbytes=sum(t.numel() * t.element_size() for _, t in payload))
 
