@@ -47,9 +47,18 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
     from rlreason.train import train as run_training
 
     console = Console()
-    console.print(f"[bold]rlreason[/] run [cyan]{cfg.name}[/]: {cfg.algorithm.name} on {', '.join(cfg.tasks.train)}"
-                  f", {cfg.train.steps} steps x {cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size}"
-                  f" samples, {cfg.rollout.workers} rollout worker(s); output in {cfg.run_dir}/")
+    source = f"the stream {cfg.tasks.stream}" if cfg.tasks.stream else ", ".join(cfg.tasks.train)
+    steps = "until the stream closes" if cfg.train.steps is None else f"{cfg.train.steps} steps"
+    console.print(f"[bold]rlreason[/] run [cyan]{cfg.name}[/]: {cfg.algorithm.name} on {source}, {steps} x "
+                  f"{cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size} samples, "
+                  f"{cfg.rollout.workers} rollout worker(s); output in {cfg.run_dir}/")
+    if cfg.tasks.stream:  # online mode: its own driver over the same stages
+        from rlreason.online import run_online
+
+        result = run_online(cfg, console)
+        console.print(f"{result['steps']} steps, {result['consumed']} stream problems trained"
+                      + (", stream closed" if result["closed"] else "") + f", wall {result['wall_s']:.0f}s")
+        return
     run_training(cfg, console)
 
 

@@ -136,6 +136,8 @@ class TasksConfig(Section):
                                                    "(a registered name or module:function)")
     rewards: tuple[RewardTerm, ...] = Field((), description="composite reward: weighted verifiers summed, the "
                                             "first one decides accuracy; each reported as reward/<verifier>")
+    stream: str | None = Field(None, description="train online on problems appended to this JSONL file (or "
+                               "added as files to this directory) instead of the train tasks")
     retire_solved_at: float | None = Field(None, gt=0.0, le=1.0, description="a training prompt whose group "
                                            "accuracy reaches this leaves the pool (ScaleRL's no-positive-"
                                            "resampling); None: never")
@@ -170,7 +172,8 @@ class RolloutConfig(Section):
 
 
 class TrainConfig(Section):
-    steps: int = Field(200, ge=1, description="RL steps (rollout + update + weight push)")
+    steps: int | None = Field(200, ge=1, description="RL steps (rollout + update + weight push); null: until "
+                              "tasks.stream is closed")
     lr: float = Field(1e-4, gt=0.0)
     warmup_steps: int = Field(0, ge=0)
     beta1: float = Field(0.9, ge=0.0, lt=1.0)

@@ -22,6 +22,10 @@ def check_across_sections(cfg: RunConfig) -> None:
     lora = cfg.model.lora
     if lora is not None and cfg.model.adapter is not None:
         raise RecipeError("model.lora: the adapter in model.adapter brings its own LoRA settings; set one of the two")
+    if cfg.train.steps is None and cfg.tasks.stream is None:
+        raise RecipeError("train.steps: null (train until the stream closes) needs tasks.stream")
+    if cfg.tasks.stream is not None and not Path(cfg.tasks.stream).parent.is_dir():
+        raise RecipeError(f"tasks.stream: no directory {str(Path(cfg.tasks.stream).parent)!r} to read a stream from")
     c = cfg.continual
     if (c.anchor or c.cbp_every) and not cfg.model.uses_lora:
         raise RecipeError(f"continual.{'anchor' if c.anchor else 'cbp_every'}: works on a LoRA adapter; set model.lora")

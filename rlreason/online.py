@@ -1,0 +1,72 @@
+"""Online training from a growing stream of problems (``tasks.stream: PATH``): ``rlreason train`` hands a recipe
+with a stream to this driver. It takes ``rollout.prompts_per_step`` problems as they arrive (waiting for writers),
+runs the shared ``rl_step``, then records the step's problem ids (``problems.jsonl``) and the stream position
+(``stream_position.json``), in that order, so a stopped run started again with the same run directory continues
+the stream where it was: no problem trained twice, none skipped. ``train.steps: null`` trains until the stream is
+closed (or Ctrl-C); a number stops after that many steps (a later run continues). Every ``eval.every`` steps and
+at the end, held-out accuracy is measured on every registered task the stream has brought so far.
+
+The model itself is not restored by a restart (checkpoints with exact resume are their own piece): point
+``model.adapter`` (LoRA) or ``model.path`` at the previous run's ``final/`` to continue from it; Ctrl-C saves it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+from rlreason.config import RunConfig
+from rlreason.controller import Context, _scored_by, rl_step
+from rlreason.tasks import TASKS
+from rlreason.tasks.stream import StreamPosition, StreamReader
+
+POSITION_FILE = "stream_position.json"
+
+
+def run_online(cfg: RunConfig, console=None) -> dict:
+    import ray
+
+    from rlreason.cluster import start_cluster
+    from rlreason.console import StepProgress
+    from rlreason.metrics import MemoryMonitor, MetricsLogger
+    from rlreason.scoring import Scorer
+    from rlreason.train import evaluate_and_log, write_recipe
+
+    run_dir, start = write_recipe(cfg), time.perf_counter()
+    position = StreamPosition.load(run_dir / POSITION_FILE)
+    if position.consumed and console is not None:
+        console.print(f"resuming the stream after {position.consumed} problems ({position.file}, byte "
+                      f"{position.offset})")
+    reader, seen, step = StreamReader(cfg.tasks.stream, position), set(), 0
+    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer, \
+            open(run_dir / "problems.jsonl", "a", buffering=1) as trained:
+        cluster = start_cluster(cfg)
+        try:
+            ctx = Context(cfg, cluster.workers, cluster.learner, scorer)
+            with StepProgress(console, cfg.train.steps) as progress:
+                try:
+                    for step in itertools.count(1) if cfg.train.steps is None else range(1, cfg.train.steps + 1):
+                        batch = [_scored_by(cfg, p) for p in reader.take(cfg.rollout.prompts_per_step)]
+                        if not batch:
+                            break
+                        metrics = {**rl_step(ctx, batch), "stream_consumed": float(reader.position.consumed),
+                                   "stream_bad_lines": float(reader.position.bad_lines)}
+                        trained.write(json.dumps({"step": step, "ids": [p.id for p in batch]}) + "\n")
+                        reader.position.save(run_dir / POSITION_FILE)
+                        seen.update(p.task for p in batch if p.task in TASKS.names())
+                        log.write(step, metrics)
+                        progress.update(step, metrics)
+                        if cfg.eval.every and step % cfg.eval.every == 0 and seen:
+                            evaluate_and_log(ctx, log, step, console, f"step {step}", tuple(sorted(seen)))
+                except KeyboardInterrupt:
+                    if console is not None:
+                        console.print(f"[yellow]stopped; the stream continues after problem "
+                                      f"{reader.position.consumed} on the next run[/]")
+            after = evaluate_and_log(ctx, log, step, console, "end", tuple(sorted(seen))) if seen else {}
+            if cfg.output.save_model:
+                ray.get(cluster.learner.save.remote(str((run_dir / "final").resolve())))
+        finally:
+            cluster.shutdown()
+    return {"steps": step, "consumed": reader.position.consumed, "closed": reader.closed, "after": after,
+            "wall_s": time.perf_counter() - start, "peak_memory_gib": memory.peak_gib}
