@@ -28,20 +28,25 @@ def split_recipe_args(args: list[str]) -> tuple[Optional[str], list[str]]:
     return None, list(args)
 
 
-@app.command()
-def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or shipped recipe name] "
-                                                                  "[dotted.key=value ...]"),
-          ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
-    """Train with a recipe (the default one when none is given)."""
+def _recipe(args: Optional[list[str]], ray_address: Optional[str]):
+    """The validated recipe from ``[RECIPE] [key=value ...]`` (exit 2 with one line when it is bad)."""
     from rlreason.config import RecipeError, load_config
 
     recipe, overrides = split_recipe_args(args or [])
     if ray_address:
         overrides.append(f"ray.address={ray_address}")
     try:
-        cfg = load_config(recipe, overrides)
+        return load_config(recipe, overrides)
     except RecipeError as e:
         _fail(str(e))
+
+
+@app.command()
+def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or shipped recipe name] "
+                                                                  "[dotted.key=value ...]"),
+          ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
+    """Train with a recipe (the default one when none is given)."""
+    cfg = _recipe(args, ray_address)
     from rich.console import Console
 
     from rlreason.train import train as run_training
@@ -66,15 +71,7 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
 def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dotted.key=value ...]"),
               ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
     """Train through the recipe's continual.phases; report the accuracy matrix, forgetting and transfer."""
-    from rlreason.config import RecipeError, load_config
-
-    recipe, overrides = split_recipe_args(args or [])
-    if ray_address:
-        overrides.append(f"ray.address={ray_address}")
-    try:
-        cfg = load_config(recipe, overrides)
-    except RecipeError as e:
-        _fail(str(e))
+    cfg = _recipe(args, ray_address)
     if not cfg.continual.phases:
         _fail("continual.phases: empty; list the phases, e.g. [{task: arithmetic, steps: 50}, {task: programs, "
               "steps: 50}]")
