@@ -71,7 +71,7 @@ def test_each_algorithm_raises_reward_on_the_default_recipe(algorithm, tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["ppo", "scalerl"])
+@pytest.mark.parametrize("recipe", ["ppo", "scalerl", "lora"])
 def test_algorithm_recipes_raise_reward(recipe, tmp_path):
     rewards = _short_run_rewards([f"recipes/{recipe}.yaml"], tmp_path)
     assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10, rewards
