@@ -43,12 +43,12 @@ def run(recipe: str, overrides: list[str], seed: int, workdir: Path) -> dict:
     return report
 
 
-def _ms(values) -> str:
+def _ms(values, sign: str = "+") -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "-"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):+.3f} +- {sd:.3f}"
+    return f"{statistics.fmean(values):{sign}.3f} +- {sd:.3f}"
 
 
 def table(results: dict[str, list[dict]]) -> str:
@@ -57,7 +57,7 @@ def table(results: dict[str, list[dict]]) -> str:
     lines = [head, "|---" * 9 + "|"]
     for variant, reports in results.items():
         p = [r["plasticity"] for r in reports]
-        lines.append(f"| {variant} | {_ms(r['average_accuracy'] for r in reports)} | "
+        lines.append(f"| {variant} | {_ms((r['average_accuracy'] for r in reports), '')} | "
                      f"{_ms(r['forgetting'] for r in reports)} | {_ms(r['backward_transfer'] for r in reports)} | "
                      f"{_ms(r['forward_transfer'] for r in reports)} | "
                      + " | ".join(f"{statistics.fmean(x[k] for x in p if x[k] is not None):.3g}"
