@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from rlreason.config import RunConfig
 from rlreason.continual_metrics import heatmap, summarize
-from rlreason.controller import Context, _scored_by, rl_step
+from rlreason.controller import as_configured, rl_step
 from rlreason.tasks import get_task
 from rlreason.types import Problem
 
@@ -37,53 +37,53 @@ def phase_batch(streams: dict[str, Iterator[Problem]], current: str, earlier: li
 
 
 def task_streams(cfg: RunConfig, tasks: list[str]) -> dict[str, Iterator[Problem]]:
-    return {t: (_scored_by(cfg, p) for p in get_task(t).train_problems(cfg.seed, cfg.tasks.data_dir)) for t in tasks}
+    return {t: (as_configured(cfg, p) for p in get_task(t).train_problems(cfg.seed, cfg.tasks.data_dir)) for t in tasks}
 
 
 def run_continual(cfg: RunConfig, console=None) -> dict:
-    import ray
-
-    from rlreason.cluster import start_cluster
-    from rlreason.console import StepProgress
-    from rlreason.metrics import MemoryMonitor, MetricsLogger
-    from rlreason.scoring import Scorer
-    from rlreason.train import evaluate_and_log, write_recipe
+    from rlreason.train import evaluate_and_log, session
 
     phases = cfg.continual.phases
     if not phases:
         raise ValueError("continual.phases: empty; list the phases, e.g. [{task: arithmetic, steps: 50}, ...]")
-    tasks = list(dict.fromkeys(p.task for p in phases))
-    run_dir, start = write_recipe(cfg), time.perf_counter()
-    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer:
-        cluster = start_cluster(cfg)
-        try:
-            ctx = Context(cfg, cluster.workers, cluster.learner, scorer)
-            accuracy = _accuracies(evaluate_and_log(ctx, log, 0, console, "base model", tuple(tasks)), tasks)
-            base, matrix, streams, rng, step = accuracy, [], task_streams(cfg, tasks), random.Random(cfg.seed), 0
-            with StepProgress(console, sum(p.steps for p in phases)) as progress:
-                for i, phase in enumerate(phases):
-                    if i > 0 and cfg.continual.anchor:
-                        ray.get(cluster.learner.set_anchor.remote())
-                    earlier = [t for t in dict.fromkeys(p.task for p in phases[:i]) if t != phase.task]
-                    for _ in range(phase.steps):
-                        step += 1
-                        batch = phase_batch(streams, phase.task, earlier, cfg.continual.replay_frac, rng,
-                                            cfg.rollout.prompts_per_step)
-                        metrics = {**rl_step(ctx, batch), "phase": float(i)}
-                        log.write(step, metrics)
-                        progress.update(step, metrics)
-                    result = evaluate_and_log(ctx, log, step, console, f"after phase {i + 1}", tuple(tasks))
-                    matrix.append(_accuracies(result, tasks))
-            if cfg.output.save_model:
-                ray.get(cluster.learner.save.remote(str((run_dir / "final").resolve())))
-        finally:
-            cluster.shutdown()
+    tasks, start = list(dict.fromkeys(p.task for p in phases)), time.perf_counter()
+    with session(cfg) as run:
+        base = _accuracies(evaluate_and_log(run.ctx, run.log, 0, console, "base model", tuple(tasks)), tasks)
+        matrix, steps = _train_phases(cfg, run, console, tasks)
+        if cfg.output.save_model:
+            run.save_final()
     report = summarize(tasks, [p.task for p in phases], base, matrix)
-    report.update(wall_s=time.perf_counter() - start, peak_memory_gib=memory.peak_gib, steps=step,
+    report.update(wall_s=time.perf_counter() - start, peak_memory_gib=run.memory.peak_gib, steps=steps,
                   switches=cfg.continual.model_dump(exclude={"phases"}))
-    (run_dir / "continual.json").write_text(json.dumps(report, indent=2))
-    heatmap(report, run_dir / "continual.png", title=cfg.name)
+    (run.run_dir / "continual.json").write_text(json.dumps(report, indent=2))
+    heatmap(report, run.run_dir / "continual.png", title=cfg.name)
     return report
+
+
+def _train_phases(cfg: RunConfig, run, console, tasks: list[str]) -> tuple[list[list[float]], int]:
+    """Every phase in order, evaluating all tasks after each: (accuracy matrix rows, steps taken)."""
+    import ray
+
+    from rlreason.console import StepProgress
+    from rlreason.train import evaluate_and_log
+
+    phases, matrix, step = cfg.continual.phases, [], 0
+    streams, rng = task_streams(cfg, tasks), random.Random(cfg.seed)
+    with StepProgress(console, sum(p.steps for p in phases)) as progress:
+        for i, phase in enumerate(phases):
+            if i > 0 and cfg.continual.anchor:
+                ray.get(run.ctx.learner.set_anchor.remote())
+            earlier = [t for t in dict.fromkeys(p.task for p in phases[:i]) if t != phase.task]
+            for _ in range(phase.steps):
+                step += 1
+                batch = phase_batch(streams, phase.task, earlier, cfg.continual.replay_frac, rng,
+                                    cfg.rollout.prompts_per_step)
+                metrics = {**rl_step(run.ctx, batch), "phase": float(i)}
+                run.log.write(step, metrics)
+                progress.update(step, metrics)
+            result = evaluate_and_log(run.ctx, run.log, step, console, f"after phase {i + 1}", tuple(tasks))
+            matrix.append(_accuracies(result, tasks))
+    return matrix, step
 
 
 def _accuracies(result: dict[str, float], tasks: list[str]) -> list[float]:

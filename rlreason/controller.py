@@ -39,14 +39,14 @@ def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> Iterator[
     while True:
         problem = next(rng.choices(streams, weights)[0])
         if retired is None or problem.id not in retired:
-            yield _scored_by(cfg, problem)
+            yield as_configured(cfg, problem)
 
 
 def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
-    return [_scored_by(cfg, p) for p in get_task(task).eval_problems(cfg.tasks.eval_size, cfg.tasks.data_dir)]
+    return [as_configured(cfg, p) for p in get_task(task).eval_problems(cfg.tasks.eval_size, cfg.tasks.data_dir)]
 
 
-def _scored_by(cfg: RunConfig, problem: Problem) -> Problem:
+def as_configured(cfg: RunConfig, problem: Problem) -> Problem:
     """Apply the recipe's verifier override and prompt template."""
     if cfg.tasks.verifier:
         problem = replace(problem, verifier=cfg.tasks.verifier)

@@ -17,7 +17,7 @@ import json
 import time
 
 from rlreason.config import RunConfig
-from rlreason.controller import Context, _scored_by, rl_step
+from rlreason.controller import as_configured, rl_step
 from rlreason.tasks import TASKS
 from rlreason.tasks.stream import StreamPosition, StreamReader
 
@@ -25,48 +25,37 @@ POSITION_FILE = "stream_position.json"
 
 
 def run_online(cfg: RunConfig, console=None) -> dict:
-    import ray
-
-    from rlreason.cluster import start_cluster
     from rlreason.console import StepProgress
-    from rlreason.metrics import MemoryMonitor, MetricsLogger
-    from rlreason.scoring import Scorer
-    from rlreason.train import evaluate_and_log, write_recipe
+    from rlreason.train import evaluate_and_log, session
 
-    run_dir, start = write_recipe(cfg), time.perf_counter()
-    position = StreamPosition.load(run_dir / POSITION_FILE)
-    if position.consumed and console is not None:
-        console.print(f"resuming the stream after {position.consumed} problems ({position.file}, byte "
-                      f"{position.offset})")
-    reader, seen, step = StreamReader(cfg.tasks.stream, position), set(), 0
-    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer, \
-            open(run_dir / "problems.jsonl", "a", buffering=1) as trained:
-        cluster = start_cluster(cfg)
-        try:
-            ctx = Context(cfg, cluster.workers, cluster.learner, scorer)
-            with StepProgress(console, cfg.train.steps) as progress:
-                try:
-                    for step in itertools.count(1) if cfg.train.steps is None else range(1, cfg.train.steps + 1):
-                        batch = [_scored_by(cfg, p) for p in reader.take(cfg.rollout.prompts_per_step)]
-                        if not batch:
-                            break
-                        metrics = {**rl_step(ctx, batch), "stream_consumed": float(reader.position.consumed),
-                                   "stream_bad_lines": float(reader.position.bad_lines)}
-                        trained.write(json.dumps({"step": step, "ids": [p.id for p in batch]}) + "\n")
-                        reader.position.save(run_dir / POSITION_FILE)
-                        seen.update(p.task for p in batch if p.task in TASKS.names())
-                        log.write(step, metrics)
-                        progress.update(step, metrics)
-                        if cfg.eval.every and step % cfg.eval.every == 0 and seen:
-                            evaluate_and_log(ctx, log, step, console, f"step {step}", tuple(sorted(seen)))
-                except KeyboardInterrupt:
-                    if console is not None:
-                        console.print(f"[yellow]stopped; the stream continues after problem "
-                                      f"{reader.position.consumed} on the next run[/]")
-            after = evaluate_and_log(ctx, log, step, console, "end", tuple(sorted(seen))) if seen else {}
-            if cfg.output.save_model:
-                ray.get(cluster.learner.save.remote(str((run_dir / "final").resolve())))
-        finally:
-            cluster.shutdown()
+    start = time.perf_counter()
+    with session(cfg) as run, open(run.run_dir / "problems.jsonl", "a", buffering=1) as trained:
+        position = StreamPosition.load(run.run_dir / POSITION_FILE)
+        if position.consumed and console is not None:
+            console.print(f"resuming the stream after {position.consumed} problems ({position.file}, byte "
+                          f"{position.offset})")
+        reader, seen, step = StreamReader(cfg.tasks.stream, position), set(), 0
+        with StepProgress(console, cfg.train.steps) as progress:
+            try:
+                for step in itertools.count(1) if cfg.train.steps is None else range(1, cfg.train.steps + 1):
+                    batch = [as_configured(cfg, p) for p in reader.take(cfg.rollout.prompts_per_step)]
+                    if not batch:
+                        break
+                    metrics = {**rl_step(run.ctx, batch), "stream_consumed": float(reader.position.consumed),
+                               "stream_bad_lines": float(reader.position.bad_lines)}
+                    trained.write(json.dumps({"step": step, "ids": [p.id for p in batch]}) + "\n")
+                    reader.position.save(run.run_dir / POSITION_FILE)
+                    seen.update(p.task for p in batch if p.task in TASKS.names())
+                    run.log.write(step, metrics)
+                    progress.update(step, metrics)
+                    if cfg.eval.every and step % cfg.eval.every == 0 and seen:
+                        evaluate_and_log(run.ctx, run.log, step, console, f"step {step}", tuple(sorted(seen)))
+            except KeyboardInterrupt:
+                if console is not None:
+                    console.print(f"[yellow]stopped; the stream continues after problem "
+                                  f"{reader.position.consumed} on the next run[/]")
+        after = evaluate_and_log(run.ctx, run.log, step, console, "end", tuple(sorted(seen))) if seen else {}
+        if cfg.output.save_model:
+            run.save_final()
     return {"steps": step, "consumed": reader.position.consumed, "closed": reader.closed, "after": after,
-            "wall_s": time.perf_counter() - start, "peak_memory_gib": memory.peak_gib}
+            "wall_s": time.perf_counter() - start, "peak_memory_gib": run.memory.peak_gib}

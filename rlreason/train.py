@@ -6,10 +6,13 @@ TensorBoard events, ``summary.json`` and the final model as a Hugging Face direc
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 
@@ -38,35 +41,56 @@ def write_recipe(cfg: RunConfig):
     return run_dir
 
 
-def train(cfg: RunConfig, console=None) -> RunSummary:
+@dataclass
+class Session:
+    """What every driver (train, continual, online) runs in: its run directory, metrics, memory and stages."""
+
+    run_dir: Path
+    ctx: Context
+    log: MetricsLogger
+    memory: MemoryMonitor
+
+    def save_final(self) -> str:
+        import ray
+
+        return ray.get(self.ctx.learner.save.remote(str((self.run_dir / "final").resolve())))
+
+
+@contextlib.contextmanager
+def session(cfg: RunConfig) -> Iterator[Session]:
+    """Write the run directory, start the memory monitor, metrics logger, scorer and Ray cluster; shut all down
+    afterwards, whatever happened."""
     from rlreason.cluster import start_cluster
 
-    start, summary = time.perf_counter(), RunSummary()
     run_dir = write_recipe(cfg)
     with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer:
         cluster = start_cluster(cfg)
         try:
-            ctx = Context(cfg, cluster.workers, cluster.learner, scorer)
-            summary.before = evaluate_and_log(ctx, log, 0, console, "before") if cfg.eval.before else {}
-            try:
-                _loop(ctx, log, console, summary)
-            except KeyboardInterrupt:  # keep what was learned; metrics.jsonl is already on disk
-                import ray
-
-                saved = ray.get(cluster.learner.save.remote(str((run_dir / f"interrupted-{summary.steps}").resolve())))
-                if console is not None:
-                    console.print(f"[yellow]interrupted after step {summary.steps}; model saved to {saved}[/]")
-                raise
-            summary.after = evaluate_and_log(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
-            if cfg.output.save_model:
-                import ray
-
-                summary.model_dir = ray.get(cluster.learner.save.remote(str((run_dir / "final").resolve())))
+            yield Session(run_dir, Context(cfg, cluster.workers, cluster.learner, scorer), log, memory)
         finally:
             cluster.shutdown()
-        summary.peak_memory_gib = memory.peak_gib
+
+
+def train(cfg: RunConfig, console=None) -> RunSummary:
+    start, summary = time.perf_counter(), RunSummary()
+    with session(cfg) as run:
+        ctx, log = run.ctx, run.log
+        summary.before = evaluate_and_log(ctx, log, 0, console, "before") if cfg.eval.before else {}
+        try:
+            _loop(ctx, log, console, summary)
+        except KeyboardInterrupt:  # keep what was learned; metrics.jsonl is already on disk
+            import ray
+
+            saved = ray.get(ctx.learner.save.remote(str((run.run_dir / f"interrupted-{summary.steps}").resolve())))
+            if console is not None:
+                console.print(f"[yellow]interrupted after step {summary.steps}; model saved to {saved}[/]")
+            raise
+        summary.after = evaluate_and_log(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
+        if cfg.output.save_model:
+            summary.model_dir = run.save_final()
+    summary.peak_memory_gib = run.memory.peak_gib
     summary.wall_s = time.perf_counter() - start
-    (run_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
+    (run.run_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
     print_eval_table(console, summary)
     return summary
 
