@@ -1,7 +1,8 @@
 """Continual learning switches compared on one recipe, over seeds: plain sequential training, replay, replay +
-continual backprop, and a KL anchor to the previous phase's adapter.
+continual backprop, a KL anchor to the previous phase's adapter, and one adapter per phase.
 
-    python benchmarks/continual_variants.py [--recipe continual] [--seeds 3] [--out-dir DIR] [key=value ...]
+    python benchmarks/continual_variants.py [--recipe continual] [--seeds 3] [--variants A,B] [--out-dir DIR]
+        [key=value ...]
 
 Each (variant, seed) runs ``rlreason continual`` in its own process tree, one at a time. Prints a Markdown table:
 average final accuracy, forgetting, backward and forward transfer (mean +- sample std over seeds), and the
@@ -24,6 +25,7 @@ VARIANTS = {
     "replay 0.25": ["continual.replay_frac=0.25"],
     "replay 0.25 + cbp": ["continual.replay_frac=0.25", "continual.cbp_every=5"],
     "KL anchor 0.05": ["continual.anchor=true", "algorithm.kl_coef=0.05"],
+    "adapter per phase": ["continual.adapters=per_phase"],
 }
 PLASTICITY = ("lora/effective_rank", "lora/dormant_frac", "lora/component_grad_norm_mean", "kl_to_ref")
 
@@ -79,14 +81,16 @@ def main() -> None:
     parser.add_argument("--recipe", default="continual")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out-dir", default="continual-report")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
     args = parser.parse_args()
+    chosen = {v: VARIANTS[v] for v in args.variants.split(",")}
     from rlreason.continual_metrics import heatmap
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="rlreason-continual-") as tmp:
-        for variant, extra in VARIANTS.items():
+        for variant, extra in chosen.items():
             for seed in range(args.seeds):
                 work = Path(tmp) / variant.replace(" ", "_").replace("+", "p")
                 work.mkdir(exist_ok=True)

@@ -232,6 +232,10 @@ class ContinualConfig(Section):
     cbp_every: int = Field(0, ge=0, description="continual backprop on the adapter every N steps (0: off)")
     cbp_replace_frac: float = Field(0.05, gt=0.0, le=1.0, description="share of mature components re-initialised")
     cbp_maturity: int = Field(20, ge=0, description="steps a component must live before it can be replaced")
+    adapters: Literal["shared", "per_phase"] = Field("shared", description="one LoRA adapter trained through all "
+                                                     "phases, or a new one per phase (earlier ones frozen)")
+    merge: bool = Field(False, description="at the end, also fold the adapter(s) into the base weights: "
+                                           "final-merged/ is a plain model directory")
 
 
 class RunConfig(Section):
@@ -246,6 +250,14 @@ class RunConfig(Section):
     ray: RayConfig = RayConfig()
     output: OutputConfig = OutputConfig()
     continual: ContinualConfig = ContinualConfig()
+
+    @property
+    def served_lora_rank(self) -> int | None:
+        """The rank the engines must serve: the adapter's, times the phases with one adapter per phase."""
+        rank = self.model.lora_rank
+        if rank is None or self.continual.adapters == "shared":
+            return rank
+        return rank * max(len(self.continual.phases), 1)
 
     @field_validator("algorithm", mode="before")
     @classmethod

@@ -7,9 +7,11 @@ it writes ``continual.json`` (matrix, average accuracy, forgetting, backward and
 ``continual.png`` (the heatmap) into the run directory. Switches (``continual.*``): ``replay_frac`` (that share of
 every batch comes from earlier phases' training streams, which continue where they left off), ``anchor`` (from
 phase 2 on, the KL reference is the adapter as it was at the end of the previous phase), ``cbp_every`` (continual
-backprop on the adapter's rank components, in the learner). Plasticity metrics (``lora/*``) and ``kl_to_ref`` are
-logged as in any LoRA run (with the anchor, ``kl_to_ref`` is the KL to the previous phase's adapter).
-Not here yet: online training from a growing stream, one adapter per phase.
+backprop on the adapter's rank components, in the learner), ``adapters: per_phase`` (a fresh adapter per phase,
+earlier ones frozen: ``learner/phased_lora.py``), ``merge`` (also write ``final-merged/``, the adapter(s) folded
+into the base weights). Plasticity metrics (``lora/*``, of the adapter that trains) and ``kl_to_ref`` are logged as
+in any LoRA run (with the anchor, ``kl_to_ref`` is the KL to the previous phase's model). Online training from a
+growing stream is ``rlreason/online.py``.
 """
 
 from __future__ import annotations
@@ -50,8 +52,12 @@ def run_continual(cfg: RunConfig, console=None) -> dict:
     with session(cfg) as run:
         base = _accuracies(evaluate_and_log(run.ctx, run.log, 0, console, "base model", tuple(tasks)), tasks)
         matrix, steps = _train_phases(cfg, run, console, tasks)
-        if cfg.output.save_model:
-            run.save_final()
+        if cfg.output.save_model or cfg.continual.merge:
+            final = run.save_final()
+            if cfg.continual.merge:
+                from rlreason.merge import merge_adapter
+
+                merge_adapter(final, run.run_dir / "final-merged")
     report = summarize(tasks, [p.task for p in phases], base, matrix)
     report.update(wall_s=time.perf_counter() - start, peak_memory_gib=run.memory.peak_gib, steps=steps,
                   switches=cfg.continual.model_dump(exclude={"phases"}))
@@ -71,8 +77,10 @@ def _train_phases(cfg: RunConfig, run, console, tasks: list[str]) -> tuple[list[
     streams, rng = task_streams(cfg, tasks), random.Random(cfg.seed)
     with StepProgress(console, sum(p.steps for p in phases)) as progress:
         for i, phase in enumerate(phases):
-            if i > 0 and cfg.continual.anchor:
-                ray.get(run.ctx.learner.set_anchor.remote())
+            if i > 0:
+                ray.get(run.ctx.learner.new_phase.remote())  # a fresh adapter with adapters: per_phase
+                if cfg.continual.anchor:  # the previous phase's model (with a fresh adapter: the same function)
+                    ray.get(run.ctx.learner.set_anchor.remote())
             earlier = [t for t in dict.fromkeys(p.task for p in phases[:i]) if t != phase.task]
             for _ in range(phase.steps):
                 step += 1

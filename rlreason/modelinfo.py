@@ -49,3 +49,12 @@ def servable_lora_rank(rank: int) -> int:
 def adapter_settings(adapter_dir: Path) -> dict:
     """The saved PEFT adapter's ``adapter_config.json``."""
     return json.loads((adapter_dir / "adapter_config.json").read_text())
+
+
+def write_adapter(directory: Path, config: dict, tensors: dict) -> None:
+    """A PEFT adapter directory (``adapter_config.json`` + ``adapter_model.safetensors``), as PEFT and vLLM read it."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "adapter_config.json").write_text(json.dumps(config))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "adapter_model.safetensors"))

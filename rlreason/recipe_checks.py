@@ -26,11 +26,7 @@ def check_across_sections(cfg: RunConfig) -> None:
         raise RecipeError("train.steps: null (train until the stream closes) needs tasks.stream")
     if cfg.tasks.stream is not None and not Path(cfg.tasks.stream).parent.is_dir():
         raise RecipeError(f"tasks.stream: no directory {str(Path(cfg.tasks.stream).parent)!r} to read a stream from")
-    c = cfg.continual
-    if (c.anchor or c.cbp_every) and not cfg.model.uses_lora:
-        raise RecipeError(f"continual.{'anchor' if c.anchor else 'cbp_every'}: works on a LoRA adapter; set model.lora")
-    if c.anchor and not cfg.algorithm.needs_reference:
-        raise RecipeError("continual.anchor: its weight is algorithm.kl_coef, which is 0 (set it above 0)")
+    _check_continual(cfg)
     if cfg.model.adapter is not None:
         check_saved_adapter(Path(cfg.model.adapter), model_dir)
     if lora is not None:
@@ -39,6 +35,23 @@ def check_across_sections(cfg: RunConfig) -> None:
             if name != "all" and name not in allowed:
                 raise RecipeError(f"model.lora.target_modules: the model has no LoRA-servable layer {name!r} "
                                   f"(allowed: all, {', '.join(allowed)})")
+
+
+def _check_continual(cfg: RunConfig) -> None:
+    from rlreason.modelinfo import servable_lora_rank
+
+    c = cfg.continual
+    if (c.anchor or c.cbp_every) and not cfg.model.uses_lora:
+        raise RecipeError(f"continual.{'anchor' if c.anchor else 'cbp_every'}: works on a LoRA adapter; set model.lora")
+    if (c.adapters == "per_phase" or c.merge) and not cfg.model.uses_lora:
+        raise RecipeError(f"continual.{'merge' if c.merge else 'adapters'}: works on LoRA adapters; set model.lora")
+    if c.adapters == "per_phase":
+        try:
+            servable_lora_rank(cfg.served_lora_rank)
+        except ValueError as e:
+            raise RecipeError(f"continual.adapters: the phases' adapters are served as one; {e}") from None
+    if c.anchor and not cfg.algorithm.needs_reference:
+        raise RecipeError("continual.anchor: its weight is algorithm.kl_coef, which is 0 (set it above 0)")
 
 
 def check_saved_adapter(adapter: Path, model_dir: Path) -> None:

@@ -1,5 +1,5 @@
 """Continual learning pieces: the accuracy-matrix metrics, replay's mix, the KL anchor, continual backprop's
-reset, and the recipe rules that tie them to LoRA."""
+reset, one adapter per phase, and the recipe rules that tie them to LoRA."""
 
 import itertools
 import random
@@ -62,6 +62,11 @@ def test_held_out_prompts_of_every_family_stay_out_of_training():
     ([*LORA, "continual.anchor=true"], "continual.anchor: its weight is algorithm.kl_coef, which is 0"),
     (["continual.cbp_every=5"], "continual.cbp_every: works on a LoRA adapter"),
     (["continual.phases=[{task: additon, steps: 3}]"], "continual.phases.0.task: unknown task 'additon'"),
+    (["continual.adapters=per_phase"], "continual.adapters: works on LoRA adapters; set model.lora"),
+    (["continual.merge=true"], "continual.merge: works on LoRA adapters; set model.lora"),
+    (["model.lora.rank=256", "continual.adapters=per_phase", "continual.phases=[{task: addition, steps: 1}, "
+      "{task: subtraction, steps: 1}, {task: programs, steps: 1}]"], "continual.adapters: the phases' adapters are "
+                                                              "served as one; vLLM serves LoRA ranks up to 512, not 768"),
 ])
 def test_continual_switches_are_checked_before_anything_starts(overrides, message):
     with pytest.raises(RecipeError) as err:
@@ -100,6 +105,51 @@ def test_anchor_kl_is_zero_against_itself_and_grows_as_the_adapter_moves():
     assert torch.equal(_logprobs(learner), moved)  # and the live adapter is back after the reference forward
 
 
+PER_PHASE = [*LORA, "continual.adapters=per_phase", "continual.phases=[{task: addition, steps: 1}, "
+             "{task: subtraction, steps: 1}, {task: programs, steps: 1}]"]
+
+
+def _descend(learner, steps=1):
+    """Real optimizer steps on some differentiable loss of the policy's logprobs."""
+    learner.model.train()
+    for _ in range(steps):
+        _logprobs_grad = learner._forward(torch.tensor([[5, 6, 7, 8, 9, 10]]), torch.ones(1, 6, dtype=torch.long))
+        (-_logprobs_grad[0].logprobs.sum()).backward()
+        learner.optimizer.step()
+        learner.optimizer.zero_grad(set_to_none=True)
+
+
+def test_a_new_phase_adapter_starts_silent_trains_alone_and_the_stack_is_exact(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_config(None, PER_PHASE)
+    assert cfg.served_lora_rank == 24
+    learner = Learner(cfg)
+    _descend(learner, 2)
+    before = _logprobs(learner)
+    learner.new_phase()
+    assert torch.equal(_logprobs(learner), before)  # a fresh adapter (B = 0) does not move the function
+    names = {n for n, p in learner.policy.peft.named_parameters() if p.requires_grad}
+    assert names and all(".phase2." in n for n in names)
+    assert {id(p) for p in learner.policy.trainable()} <= {id(p) for g in learner.optimizer.param_groups
+                                                            for p in g["params"]}
+    frozen = {n: p.detach().clone() for n, p in learner.policy.peft.named_parameters() if ".default." in n}
+    _descend(learner, 2)
+    assert all(torch.equal(p, frozen[n]) for n, p in learner.policy.peft.named_parameters() if n in frozen)
+    assert not torch.allclose(_logprobs(learner), before)  # the new adapter did learn
+    learner.new_phase()
+    _descend(learner)
+    update = learner.export_weights()
+    assert update.payload["config"]["r"] == 24
+    # the stack is one ordinary adapter: PEFT serves it with the phased policy's logprobs
+    learner.save(str(tmp_path / "final"))
+    base = AutoModelForCausalLM.from_pretrained(learner.policy.path, dtype=torch.float32)
+    stacked = PeftModel.from_pretrained(base, str(tmp_path / "final")).eval()
+    assert torch.allclose(_logprobs(learner, stacked.get_base_model()), _logprobs(learner), atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "final" / "phases").iterdir()) == ["phase1", "phase2", "phase3"]
+
+
 def test_continual_backprop_reset_leaves_the_function_unchanged_and_clears_adam_state():
     learner = Learner(load_config(None, [*LORA, "continual.cbp_every=1", "continual.cbp_maturity=0"]))
     _nudge_adapter(learner, 0.2)
@@ -124,7 +174,8 @@ def test_continual_backprop_reset_leaves_the_function_unchanged_and_clears_adam_
 
 
 def test_continual_command_writes_the_matrix_and_heatmap(tmp_path):
-    """Through the real stack: two one-step phases with replay, anchor and continual backprop all on."""
+    """Through the real stack: two one-step phases with replay, anchor, continual backprop and one adapter per
+    phase all on, merged at the end."""
     import json
     import subprocess
     import sys
@@ -133,6 +184,7 @@ def test_continual_command_writes_the_matrix_and_heatmap(tmp_path):
         [sys.executable, "-m", "rlreason.cli", "continual", "continual", "continual.phases=[{task: addition, steps: 1},"
          " {task: programs, steps: 1}]", "continual.replay_frac=0.25", "continual.anchor=true",
          "algorithm.kl_coef=0.01", "continual.cbp_every=1", "continual.cbp_maturity=0", "tasks.eval_size=8",
+         "continual.adapters=per_phase", "continual.merge=true",
          "eval.samples=1", "rollout.prompts_per_step=4", "rollout.group_size=2", "output.tensorboard=false",
          "name=c"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -146,3 +198,5 @@ def test_continual_command_writes_the_matrix_and_heatmap(tmp_path):
     train = [s for s in steps if s["kind"] == "train"]
     assert [s["phase"] for s in train] == [0.0, 1.0] and train[-1]["cbp/replaced"] > 0
     assert "held-out accuracy after each phase" in proc.stdout
+    assert (run / "final" / "phases" / "phase2" / "adapter_model.safetensors").is_file()
+    assert (run / "final-merged" / "config.json").is_file()

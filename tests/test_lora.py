@@ -21,7 +21,7 @@ LORA = ["model.lora.rank=8", "train.lr=0.003", "train.kl_to_ref_every=1"]
 
 @pytest.fixture(scope="module")
 def lora_engine(tiny_model_path):
-    return RolloutEngine(tiny_model_path, seed=0, lora_rank=8)
+    return RolloutEngine(tiny_model_path, seed=0, lora_rank=16)  # rank-8 adapters, and two of them stacked
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,20 @@ def test_vllm_serves_each_pushed_adapter_with_the_learners_logprobs(lora_engine,
     merged_engine = RolloutEngine(str(merged), seed=0)
     assert _gap(merged_engine.sequence_logprobs, learner.sequence_logprobs, groups) < 1e-3
     del merged_engine
+
+
+def test_vllm_serves_one_adapter_per_phase_stacked_with_the_learners_logprobs(lora_engine, problems):
+    cfg = load_config(None, [*LORA, "continual.adapters=per_phase",
+                             "continual.phases=[{task: addition, steps: 1}, {task: subtraction, steps: 1}]"])
+    learner = Learner(cfg)
+    with Scorer(workers=1) as scorer:
+        _train_once(lora_engine, learner, problems, scorer)
+        learner.new_phase()
+        groups, _ = _train_once(lora_engine, learner, problems, scorer)
+    update = learner.export_weights()
+    assert update.payload["config"]["r"] == 16
+    lora_engine.load_weights(type(update)(lora_engine.version + 1, "lora", update.payload))
+    assert _gap(lora_engine.sequence_logprobs, learner.sequence_logprobs, groups) < 1e-3
 
 
 def test_engine_memory_stays_flat_over_200_adapter_pushes(lora_engine, problems):

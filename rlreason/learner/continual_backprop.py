@@ -21,15 +21,21 @@ DECAY = 0.99
 
 
 class ContinualBackprop:
-    def __init__(self, peft_model, every: int, replace_frac: float, maturity: int) -> None:
-        self.every, self.replace_frac, self.maturity = every, replace_frac, maturity
-        self.layers = [m for m in peft_model.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
-        self.utility_act = [torch.zeros(m.lora_A["default"].weight.shape[0]) for m in self.layers]
-        self.age = [torch.zeros(m.lora_A["default"].weight.shape[0], dtype=torch.long) for m in self.layers]
+    def __init__(self, peft_model, every: int, replace_frac: float, maturity: int, adapter: str = "default",
+                 replaced_total: int = 0) -> None:
+        self.every, self.replace_frac, self.maturity, self.adapter = every, replace_frac, maturity, adapter
+        self.layers = [m for m in peft_model.modules() if hasattr(m, "lora_A") and adapter in m.lora_A]
+        self.utility_act = [torch.zeros(m.lora_A[adapter].weight.shape[0]) for m in self.layers]
+        self.age = [torch.zeros(m.lora_A[adapter].weight.shape[0], dtype=torch.long) for m in self.layers]
         self.steps = 0
-        self.replaced_total = 0
-        for i, layer in enumerate(self.layers):
-            layer.lora_A["default"].register_forward_hook(self._recorder(i))
+        self.replaced_total = replaced_total
+        self._hooks = [layer.lora_A[adapter].register_forward_hook(self._recorder(i))
+                       for i, layer in enumerate(self.layers)]
+
+    def close(self) -> None:
+        """Stop recording activations (the adapter stopped training)."""
+        for hook in self._hooks:
+            hook.remove()
 
     def _recorder(self, i: int):
         def hook(module, inputs, output):
@@ -40,7 +46,7 @@ class ContinualBackprop:
 
     def utility(self, i: int) -> torch.Tensor:
         """[r] contribution utility of layer i's components."""
-        b = self.layers[i].lora_B["default"].weight.detach()
+        b = self.layers[i].lora_B[self.adapter].weight.detach()
         return self.utility_act[i] * b.abs().sum(dim=0).cpu()
 
     @torch.no_grad()
@@ -68,8 +74,8 @@ class ContinualBackprop:
     @torch.no_grad()
     def reinitialize(self, i: int, components: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
         """Fresh A rows, zero B columns, cleared Adam moments, age and utility 0 for ``components`` of layer i."""
-        a = self.layers[i].lora_A["default"].weight
-        b = self.layers[i].lora_B["default"].weight
+        a = self.layers[i].lora_A[self.adapter].weight
+        b = self.layers[i].lora_B[self.adapter].weight
         fresh = torch.empty_like(a)
         torch.nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))  # PEFT's default init of A
         idx = components.to(a.device)

@@ -190,6 +190,18 @@ class Learner:
         """From now on the KL reference is the policy as it is now (continual learning, between phases)."""
         self.policy.set_anchor()
 
+    def new_phase(self) -> None:
+        """A continual run entered a new phase: parameters the policy starts training now (one adapter per phase)
+        join the optimizer at the current learning rate and follow the same schedule."""
+        fresh = self.policy.new_phase()
+        if not fresh:
+            return
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.add_param_group({"params": fresh, "lr": lr, "initial_lr": self.cfg.train.lr})
+        self.scheduler.base_lrs.append(self.cfg.train.lr)
+        self.scheduler.lr_lambdas.append(self.scheduler.lr_lambdas[0])
+        self.params += fresh
+
     def last_export_bytes(self) -> int:
         return self._export_bytes
 

@@ -23,12 +23,12 @@ import torch
 DORMANT_BELOW = 0.01
 
 
-def lora_factors(peft_model) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(A [r, in], B [out, r]) of every adapted layer's active adapter (the parameters, with their grads)."""
+def lora_factors(peft_model, adapter: str = "default") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(A [r, in], B [out, r]) of ``adapter`` in every adapted layer (the parameters, with their grads)."""
     out = []
     for module in peft_model.modules():
-        if hasattr(module, "lora_A") and hasattr(module, "lora_B") and "default" in getattr(module, "lora_A", {}):
-            out.append((module.lora_A["default"].weight, module.lora_B["default"].weight))
+        if hasattr(module, "lora_A") and hasattr(module, "lora_B") and adapter in getattr(module, "lora_A", {}):
+            out.append((module.lora_A[adapter].weight, module.lora_B[adapter].weight))
     return out
 
 

@@ -33,6 +33,10 @@ def _load(path: str, device: torch.device):
 
 def build_policy(cfg: RunConfig, device: torch.device):
     """The policy kind the recipe asks for."""
+    if cfg.continual.adapters == "per_phase":
+        from rlreason.learner.phased_lora import PhasedLoraPolicy
+
+        return PhasedLoraPolicy(cfg, device)
     kind = LoraPolicy if cfg.model.uses_lora else FullPolicy
     return kind(cfg, device)
 
@@ -78,6 +82,10 @@ class FullPolicy:
     def set_anchor(self) -> None:
         raise ValueError("a KL anchor to the previous phase needs a LoRA policy (model.lora)")
 
+    def new_phase(self) -> list[torch.nn.Parameter]:
+        """A continual run entered a new phase: parameters that start training now (none: the same ones train)."""
+        return []
+
 
 def peft_lora_config(cfg: RunConfig):
     from peft import LoraConfig
@@ -102,7 +110,8 @@ class LoraPolicy:
             self.peft = PeftModel.from_pretrained(base, cfg.model.adapter, is_trainable=True)
         else:
             self.peft = get_peft_model(base, peft_lora_config(cfg))
-        self.peft.peft_config["default"].base_model_name_or_path = self.path
+        self.adapter = "default"  # the adapter that trains
+        self.peft.peft_config[self.adapter].base_model_name_or_path = self.path
         self.model = self.peft.get_base_model()  # the HF model with the adapter layers inside it
         self._anchor: dict[str, torch.Tensor] | None = None
         c = cfg.continual
@@ -110,7 +119,7 @@ class LoraPolicy:
         if c.cbp_every:
             from rlreason.learner.continual_backprop import ContinualBackprop
 
-            self._cbp = ContinualBackprop(self.peft, c.cbp_every, c.cbp_replace_frac, c.cbp_maturity)
+            self._cbp = ContinualBackprop(self.peft, c.cbp_every, c.cbp_replace_frac, c.cbp_maturity, self.adapter)
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.peft.parameters() if p.requires_grad]
@@ -142,6 +151,9 @@ class LoraPolicy:
     def after_step(self, optimizer) -> dict[str, float]:
         return {} if self._cbp is None else self._cbp.step(optimizer)
 
+    def new_phase(self) -> list[torch.nn.Parameter]:
+        return []
+
     def export(self, version: int) -> WeightUpdate:
         """Only the adapter: its tensors under PEFT's names and its config (JSON-ready)."""
         from peft import get_peft_model_state_dict
@@ -155,10 +167,10 @@ class LoraPolicy:
         self.peft.save_pretrained(directory, safe_serialization=True)
 
     def gradient_metrics(self) -> dict[str, float]:
-        return plasticity.gradient_metrics(plasticity.lora_factors(self.peft))
+        return plasticity.gradient_metrics(plasticity.lora_factors(self.peft, self.adapter))
 
     def weight_metrics(self) -> dict[str, float]:
-        return plasticity.weight_metrics(plasticity.lora_factors(self.peft))
+        return plasticity.weight_metrics(plasticity.lora_factors(self.peft, self.adapter))
 
 
 def adapter_config_dict(peft_config) -> dict:

@@ -14,7 +14,6 @@ deleted, so engine memory and disk stay flat however many pushes a run makes.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -45,13 +44,12 @@ class AdapterVersions:
 
     def push(self, version: int, config: dict, tensors: dict) -> None:
         """Write version ``version`` of the adapter, load it, then drop the previous version."""
-        from safetensors.torch import save_file
+        from rlreason.modelinfo import write_adapter
 
         directory = self.root / f"v{version}"
         directory.mkdir(parents=True, exist_ok=False)
-        (directory / "adapter_config.json").write_text(json.dumps(config))
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "adapter_model.safetensors"))
         try:
+            write_adapter(directory, config, tensors)
             self._serve(self._request_cls(f"policy-v{version}", version + 1, str(directory)), owned=directory)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
