@@ -65,8 +65,8 @@ def test_held_out_prompts_of_every_family_stay_out_of_training():
     (["continual.adapters=per_phase"], "continual.adapters: works on LoRA adapters; set model.lora"),
     (["continual.merge=true"], "continual.merge: works on LoRA adapters; set model.lora"),
     (["model.lora.rank=256", "continual.adapters=per_phase", "continual.phases=[{task: addition, steps: 1}, "
-      "{task: subtraction, steps: 1}, {task: programs, steps: 1}]"], "continual.adapters: the phases' adapters are "
-                                                              "served as one; vLLM serves LoRA ranks up to 512, not 768"),
+      "{task: subtraction, steps: 1}, {task: programs, steps: 1}]"],
+     "continual.adapters: the phases' adapters are served as one; vLLM serves LoRA ranks up to 512, not 768"),
 ])
 def test_continual_switches_are_checked_before_anything_starts(overrides, message):
     with pytest.raises(RecipeError) as err:
