@@ -86,6 +86,41 @@ def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dot
     print_report(console, run_continual(cfg, console), cfg.run_dir)
 
 
+@app.command("eval")
+def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapter directory, or a run directory"),
+          task: list[str] = typer.Option(..., "--task", help="task to evaluate on (repeat for several)"),
+          n: int = typer.Option(16, "--n", min=1, help="completions per problem"),
+          k: str = typer.Option("1,4,16", "--k", help="comma-separated k for pass@k / maj@k / mean@k (k <= n)"),
+          limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N held-out problems per task"),
+          temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0),
+          adapter: Optional[Path] = typer.Option(None, "--adapter", help="a saved LoRA adapter on MODEL"),
+          out: Optional[str] = typer.Option(None, "--out", help="output directory (default: <run>/eval or "
+                                                                "eval-<model>)"),
+          overrides: Optional[list[str]] = typer.Option(None, "--set", help="recipe override key=value")) -> None:
+    """Evaluate a model on held-out problems: pass@k, maj@k, mean@k with 95% intervals; eval.json + problems.jsonl."""
+    from rlreason.config import RecipeError
+    from rlreason.evaluation.command import eval_config, output_dir, run_eval, table
+
+    try:
+        ks = sorted({int(x) for x in k.split(",") if x.strip()})
+    except ValueError:
+        _fail(f"k: {k!r} is not a comma-separated list of integers")
+    if not ks or ks[0] < 1 or ks[-1] > n:
+        _fail(f"k: every k must be between 1 and n={n}; got {k!r}")
+    try:
+        cfg = eval_config(model, task, n, limit, temperature, None if adapter is None else str(adapter),
+                          list(overrides or []))
+    except (RecipeError, ValueError) as e:
+        _fail(str(e).replace("tasks.eval:", "task:", 1))
+    from rich.console import Console
+
+    console, target = Console(), output_dir(out, model)
+    console.print(f"[bold]rlreason eval[/] {model}: {', '.join(task)}, {n} samples per problem at temperature "
+                  f"{cfg.eval.temperature}; output in {target}/")
+    report = run_eval(cfg, ks, target, console)
+    typer.echo(table(report))
+
+
 @app.command("pretrain-tiny")
 def pretrain_tiny(out: Path = typer.Option(..., help="directory for the model"),
                   steps: int = typer.Option(2000), seed: int = typer.Option(0)) -> None:

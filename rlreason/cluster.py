@@ -12,7 +12,7 @@ from rlreason.rollout.engine import cpu_engine_env
 @dataclass
 class Cluster:
     workers: list  # Ray actor handles of RolloutEngine
-    learner: object  # Ray actor handle of Learner
+    learner: object | None  # Ray actor handle of Learner (None: an evaluation, nothing trains)
     started_ray: bool
 
     def shutdown(self) -> None:
@@ -22,13 +22,13 @@ class Cluster:
             ray.get([w.close.remote() for w in self.workers], timeout=30)
         except Exception:  # noqa: BLE001 - a dead or stuck engine must not stop the shutdown
             pass
-        for actor in [*self.workers, self.learner]:
+        for actor in [*self.workers, *([self.learner] if self.learner is not None else [])]:
             ray.kill(actor)
         if self.started_ray:
             ray.shutdown()
 
 
-def start_cluster(cfg: RunConfig) -> Cluster:
+def start_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
     import ray
 
     from rlreason.learner.learner import Learner
@@ -50,6 +50,7 @@ def start_cluster(cfg: RunConfig) -> Cluster:
         for rank in range(n)
     ]
     # The loop is synchronous (generate, then train), so the learner may use every core while engines idle.
-    learner = ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=os.cpu_count())
-    ray.get([w.get_version.remote() for w in workers] + [learner.get_version.remote()])  # surface start errors
-    return Cluster(workers=workers, learner=learner, started_ray=started)
+    actor = ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=os.cpu_count()) if learner else None
+    ray.get([w.get_version.remote() for w in workers]  # surface start errors
+            + ([actor.get_version.remote()] if actor is not None else []))
+    return Cluster(workers=workers, learner=actor, started_ray=started)

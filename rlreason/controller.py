@@ -179,15 +179,41 @@ def component_means(groups: list[ScoredGroup]) -> dict[str, float]:
     return {k: statistics.fmean(v) for k, v in sums.items()}
 
 
-def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None) -> dict[str, float]:
-    """Held-out accuracy per task (default: the eval tasks): ``eval.samples`` completions per problem at
-    ``eval.temperature``."""
-    cfg, out = ctx.cfg, {}
+def fitting(ctx: Context, problems: list[Problem]) -> tuple[list[Problem], int]:
+    """The problems whose prompt plus ``rollout.max_tokens`` fits ``model.max_model_len`` (the others would crash
+    the engine), and how many were left out."""
+    import ray
+
+    room = ctx.cfg.model.max_model_len - ctx.cfg.rollout.max_tokens
+    lengths = ray.get(ctx.workers[0].prompt_lengths.remote(problems)) if problems else []
+    kept = [p for p, n in zip(problems, lengths) if n <= room]
+    return kept, len(problems) - len(kept)
+
+
+def evaluate_groups(ctx: Context, name: str, n: int, temperature: float) -> tuple[list[ScoredGroup], int]:
+    """Task ``name``'s held-out problems that fit the context, ``n`` completions each, scored; and how many
+    problems did not fit."""
     # No per-request seed: vLLM's CPU sampler rejects seeded generators ("CPU Generator does not use offset").
-    sampling = SamplingSpec(cfg.eval.samples, cfg.rollout.max_tokens, cfg.eval.temperature)
+    sampling = SamplingSpec(n, ctx.cfg.rollout.max_tokens, temperature, ctx.cfg.rollout.top_p)
+    problems, too_long = fitting(ctx, eval_problems(ctx.cfg, name))
+    return (score(ctx, generate(ctx, problems, sampling)) if problems else []), too_long
+
+
+def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Held-out metrics per task (default: the eval tasks): ``eval.samples`` completions per problem at
+    ``eval.temperature``; ``<task>/accuracy`` is pass@1, then pass@n and maj@n (the same code as ``rlreason
+    eval``)."""
+    from rlreason.evaluation.metrics import group_summary
+    from rlreason.verifiers import same_answer_of
+
+    cfg, out = ctx.cfg, {}
+    ks = sorted({1, cfg.eval.samples})
     for name in cfg.tasks.eval if tasks is None else tasks:
-        groups = score(ctx, generate(ctx, eval_problems(cfg, name), sampling))
-        out[f"{name}/accuracy"] = statistics.fmean(r.correct for g in groups for r in g.results)
-        out[f"{name}/pass@{cfg.eval.samples}"] = statistics.fmean(any(r.correct for r in g.results)
-                                                                  for g in groups)
+        groups, too_long = evaluate_groups(ctx, name, cfg.eval.samples, cfg.eval.temperature)
+        summary = group_summary(groups, ks, same_answer_of(groups[0].problem.verifier)) if groups else {}
+        out[f"{name}/accuracy"] = summary["pass@1"]["mean"] if groups else 0.0
+        out.update({f"{name}/{m}@{cfg.eval.samples}": summary[f"{m}@{cfg.eval.samples}"]["mean"]
+                    for m in ("pass", "maj") if f"{m}@{cfg.eval.samples}" in summary})
+        if too_long:
+            out[f"{name}/too_long"] = float(too_long)
     return out

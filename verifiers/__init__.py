@@ -20,9 +20,19 @@ VerifyFn = Callable[[str, Problem], VerifyResult]
 VERIFIERS: Registry[VerifyFn] = Registry("verifier")
 
 
-def verifier(name: str) -> Callable[[VerifyFn], VerifyFn]:
-    """Decorator: register ``fn`` under ``name``."""
-    return VERIFIERS.register(name)
+def verifier(name: str, same_answer: Callable[[str, str], bool] | None = None) -> Callable[[VerifyFn], VerifyFn]:
+    """Decorator: register ``fn`` under ``name``. ``same_answer(a, b)``: whether two answers the verifier extracted
+    (``details["extracted"]``) mean the same, for majority voting (maj@k); without it equal text votes together."""
+    def register(fn: VerifyFn) -> VerifyFn:
+        fn.same_answer = same_answer
+        return VERIFIERS.register(name)(fn)
+
+    return register
+
+
+def same_answer_of(name: str) -> Callable[[str, str], bool] | None:
+    """The verifier's answer equivalence for voting (None: exact text)."""
+    return getattr(get_verifier(name), "same_answer", None)
 
 
 def get_verifier(name: str) -> VerifyFn:

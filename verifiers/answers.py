@@ -28,7 +28,11 @@ def extract_hash_answer(completion: str) -> str | None:
     return found[-1].strip() if found else None
 
 
-@verifier("exact_answer")
+def same_number(a: str, b: str) -> bool:
+    return normalize_number(a) == normalize_number(b)
+
+
+@verifier("exact_answer", same_answer=same_number)
 def exact_answer(completion: str, problem: Problem) -> VerifyResult:
     """1.0 when the last ``#### answer`` equals the reference (numbers compared in canonical form)."""
     answer = extract_hash_answer(completion)

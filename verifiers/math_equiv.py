@@ -102,13 +102,13 @@ def judge(completion: str, problem: Problem, unique_box: bool) -> VerifyResult:
     return VerifyResult(float(equivalent(answer, str(problem.reference))), {"extracted": answer, "anchor": how})
 
 
-@verifier("math_answer")
+@verifier("math_answer", same_answer=equivalent)
 def math_answer(completion: str, problem: Problem) -> VerifyResult:
     """1.0 when the final answer (the last box) is mathematically equivalent to ``problem.reference``."""
     return judge(completion, problem, unique_box=False)
 
 
-@verifier("math_answer_strict")
+@verifier("math_answer_strict", same_answer=equivalent)
 def math_answer_strict(completion: str, problem: Problem) -> VerifyResult:
     """As math_answer, but several different boxed answers score 0 (for training against hedging)."""
     return judge(completion, problem, unique_box=True)

@@ -1,0 +1,132 @@
+"""``rlreason eval MODEL --task T``: sample ``n`` completions per held-out problem through the vLLM rollout
+workers, score them with the task's verifier (the same runner as training), and report pass@k, maj@k, mean@k,
+completion length, truncation and verifier errors with 95% intervals over problems.
+
+MODEL is ``tiny``, ``smollm2``, a Hugging Face model directory, a saved LoRA adapter directory, or a run directory
+(its ``final/``; the run's recipe then supplies the prompt template, context and generation length, so the
+evaluation matches the run's own held-out evaluation). Writes ``eval.json`` and ``problems.jsonl`` (every
+completion with its extracted answer, score and verdict) into the output directory, never over an earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rlreason.config import EMBEDDED_MODEL, SMOLLM2, RunConfig, load_config
+
+
+def model_settings(model: str, adapter: str | None = None) -> tuple[str | None, list[str]]:
+    """(recipe to start from or None, overrides that select the model) for a MODEL argument."""
+    from rlreason.modelinfo import adapter_settings
+
+    path = Path(model)
+    if model in (EMBEDDED_MODEL, SMOLLM2) and not path.exists():
+        return None, [f"model.path={model}", *_adapter_overrides(adapter)]
+    if (path / "final").is_dir() and (path / "recipe.yaml").is_file():  # a run directory
+        _, overrides = model_settings(str(path / "final"), adapter)
+        recorded = load_config(path / "recipe.yaml").model.path
+        if not Path(overrides[0].split("=", 1)[1]).exists():
+            overrides[0] = f"model.path={recorded}"  # an adapter whose recorded base moved: the run's model
+        return str(path / "recipe.yaml"), overrides
+    if (path / "adapter_config.json").is_file():
+        base = adapter_settings(path).get("base_model_name_or_path") or ""
+        return None, [f"model.path={base}", *_adapter_overrides(adapter or str(path))]
+    if (path / "config.json").is_file():
+        return None, [f"model.path={path.resolve()}", *_adapter_overrides(adapter)]
+    raise ValueError(f"MODEL: {model!r} is not 'tiny', 'smollm2', a model directory, an adapter directory or a run "
+                     "directory (with final/ and recipe.yaml)")
+
+
+def _adapter_overrides(adapter: str | None) -> list[str]:
+    return [] if adapter is None else [f"model.adapter={Path(adapter).resolve()}", "model.lora=null"]
+
+
+def eval_config(model: str, tasks: list[str], n: int, limit: int | None, temperature: float | None,
+                adapter: str | None = None, overrides: list[str] = ()) -> RunConfig:
+    recipe, chosen = model_settings(model, adapter)
+    settings = [*chosen, f"tasks.eval=[{','.join(tasks)}]", f"tasks.eval_size={'null' if limit is None else limit}",
+                f"eval.samples={n}", "continual.adapters=shared", "continual.phases=[]", "name=eval"]
+    if temperature is not None:
+        settings.append(f"eval.temperature={temperature}")
+    return load_config(recipe, [*settings, *overrides])
+
+
+def output_dir(requested: str | None, model: str) -> Path:
+    """``requested``, else ``<run>/eval`` for a run directory or ``eval-<model name>``; an existing directory
+    is never reused: ``-2``, ``-3``... is appended."""
+    if requested:
+        base = Path(requested)
+    elif (Path(model) / "recipe.yaml").is_file():
+        base = Path(model) / "eval"
+    else:
+        base = Path(f"eval-{Path(model).resolve().name if Path(model).exists() else model}")
+    out, i = base, 1
+    while out.exists():
+        i += 1
+        out = base.with_name(f"{base.name}-{i}")
+    return out
+
+
+def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
+    """Evaluate every task of ``cfg.tasks.eval``; write ``eval.json`` and ``problems.jsonl`` into ``out``."""
+    from rlreason.cluster import start_cluster
+    from rlreason.controller import Context, evaluate_groups
+    from rlreason.evaluation.metrics import group_summary
+    from rlreason.scoring import Scorer
+    from rlreason.verifiers import same_answer_of
+
+    out.mkdir(parents=True)
+    report = {"model": cfg.model.path, "adapter": cfg.model.adapter, "n": cfg.eval.samples, "k": ks,
+              "temperature": cfg.eval.temperature, "max_tokens": cfg.rollout.max_tokens,
+              "template": cfg.tasks.template, "tasks": {}}
+    with Scorer() as scorer, open(out / "problems.jsonl", "w") as rows:
+        cluster = start_cluster(cfg, learner=False)
+        try:
+            ctx = Context(cfg, cluster.workers, None, scorer)
+            for task in cfg.tasks.eval:
+                start = time.perf_counter()
+                groups, too_long = evaluate_groups(ctx, task, cfg.eval.samples, cfg.eval.temperature)
+                verifier = groups[0].problem.verifier if groups else None
+                report["tasks"][task] = {
+                    "problems": len(groups), "too_long": too_long, "verifier": verifier,
+                    "seconds": time.perf_counter() - start,
+                    "metrics": group_summary(groups, ks, same_answer_of(verifier) if verifier else None)}
+                for g in groups:
+                    rows.write(json.dumps(problem_record(task, g)) + "\n")
+                if console is not None:
+                    console.print(f"{task}: {len(groups)} problems x {cfg.eval.samples} in "
+                                  f"{time.perf_counter() - start:.0f}s" + (f", {too_long} too long for the "
+                                                                           "context (left out)" if too_long else ""))
+        finally:
+            cluster.shutdown()
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    (out / "eval.md").write_text(table(report) + "\n")
+    return report
+
+
+def problem_record(task: str, group) -> dict:
+    p = group.problem
+    return {"task": task, "id": p.id, "prompt": p.prompt, "reference": p.reference, "completions": [
+        {"text": c.text, "extracted": r.details.get("extracted"), "score": r.score, "correct": r.correct,
+         "error": r.error, "finish_reason": c.finish_reason, "tokens": len(c.completion_ids)}
+        for c, r in zip(group.completions, group.results)]}
+
+
+def table(report: dict) -> str:
+    """Markdown: one row per task; pass@k for every k, maj@k for the largest (mean +- 95% half-width), completion
+    length, truncated and verifier-error shares. Everything else is in eval.json."""
+    top = max(report["k"])
+    keys = [f"pass@{k}" for k in report["k"]] + [f"maj@{top}", "completion_len", "truncated_frac",
+                                                 "verifier_error_frac"]
+    names = {"completion_len": "length", "truncated_frac": "truncated", "verifier_error_frac": "errors"}
+    lines = ["| task | problems | " + " | ".join(names.get(k, k) for k in keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for task, t in report["tasks"].items():
+        cells = []
+        for k in keys:
+            m = t["metrics"].get(k)
+            cells.append("-" if m is None else f"{m['mean']:.1f}" if k == "completion_len" else
+                         f"{m['mean']:.3f}" if k in names else f"{m['mean']:.3f} +- {m['ci95']:.3f}")
+        lines.append(f"| {task} | {t['problems']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
