@@ -88,7 +88,15 @@ def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dot
 
 @app.command("eval")
 def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapter directory, or a run directory"),
-          task: list[str] = typer.Option(..., "--task", help="task to evaluate on (repeat for several)"),
+          task: Optional[list[str]] = typer.Option(None, "--task", help="task to evaluate on (repeat for several)"),
+          data: Optional[str] = typer.Option(None, "--data", help="your own .jsonl/.parquet file (or HF dataset) "
+                                             "as a task: every row is evaluated; with --prompt/--messages, "
+                                             "--reference, --verifier [--id]"),
+          prompt: Optional[str] = typer.Option(None, "--prompt", help="--data's prompt column"),
+          messages: Optional[str] = typer.Option(None, "--messages", help="--data's chat column"),
+          reference: Optional[str] = typer.Option(None, "--reference", help="--data's reference column"),
+          verifier: Optional[str] = typer.Option(None, "--verifier", help="--data's verifier"),
+          row_id: Optional[str] = typer.Option(None, "--id", help="--data's id column"),
           n: int = typer.Option(16, "--n", min=1, help="completions per problem"),
           k: str = typer.Option("1,4,16", "--k", help="comma-separated k for pass@k / maj@k / mean@k (k <= n)"),
           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N held-out problems per task"),
@@ -107,16 +115,20 @@ def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapt
         _fail(f"k: {k!r} is not a comma-separated list of integers")
     if not ks or ks[0] < 1 or ks[-1] > n:
         _fail(f"k: every k must be between 1 and n={n}; got {k!r}")
+    if not task and data is None:
+        _fail("task: give --task NAME (repeatable) or --data FILE")
+    spec = None if data is None else {"data": data, "prompt": prompt, "messages": messages, "reference": reference,
+                                      "verifier": verifier, "id": row_id}
     try:
-        cfg = eval_config(model, task, n, limit, temperature, None if adapter is None else str(adapter),
-                          list(overrides or []))
+        cfg = eval_config(model, list(task or []), n, limit, temperature, None if adapter is None else str(adapter),
+                          list(overrides or []), spec)
     except (RecipeError, ValueError) as e:
-        _fail(str(e).replace("tasks.eval:", "task:", 1))
+        _fail(str(e).replace("tasks.eval:", "task:", 1).replace("tasks.data.0:", "data:", 1))
     from rich.console import Console
 
     console, target = Console(), output_dir(out, model)
-    console.print(f"[bold]rlreason eval[/] {model}: {', '.join(task)}, {n} samples per problem at temperature "
-                  f"{cfg.eval.temperature}; output in {target}/")
+    console.print(f"[bold]rlreason eval[/] {model}: {', '.join(cfg.tasks.eval)}, {n} samples per problem at "
+                  f"temperature {cfg.eval.temperature}; output in {target}/")
     report = run_eval(cfg, ks, target, console)
     typer.echo(table(report))
 

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from rlreason.registry import UnknownNameError
+from rlreason.section import Section
+from rlreason.tasks.files import DataTaskSpec, inline_data_tasks
 
 EMBEDDED_MODEL = "tiny"
 SMOLLM2 = "smollm2"
@@ -30,10 +32,6 @@ def _resolve(registry, name: str) -> None:
         registry.get(name)
     except UnknownNameError as e:
         raise ValueError(str(e)) from None
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class LoraSettings(Section):
@@ -124,6 +122,8 @@ class RewardTerm(Section):
 
 
 class TasksConfig(Section):
+    data: tuple[DataTaskSpec, ...] = Field((), description="tasks from your own files (an inline mapping in train "
+                                           "or eval lands here): see rlreason.tasks.files")
     train: tuple[str, ...] = ("arithmetic",)
     weights: tuple[float, ...] | None = Field(None, description="mixing weights of the train tasks")
     eval: tuple[str, ...] = ("arithmetic",)
@@ -141,6 +141,8 @@ class TasksConfig(Section):
     retire_solved_at: float | None = Field(None, gt=0.0, le=1.0, description="a training prompt whose group "
                                            "accuracy reaches this leaves the pool (ScaleRL's no-positive-"
                                            "resampling); None: never")
+
+    _inline = model_validator(mode="before")(classmethod(lambda cls, values: inline_data_tasks(values)))
 
     @field_validator("verifier")
     @classmethod

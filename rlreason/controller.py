@@ -50,7 +50,7 @@ def as_configured(cfg: RunConfig, problem: Problem) -> Problem:
     """Apply the recipe's verifier override and prompt template."""
     if cfg.tasks.verifier:
         problem = replace(problem, verifier=cfg.tasks.verifier)
-    if cfg.tasks.template == "chat":
+    if cfg.tasks.template == "chat" and "messages" not in problem.meta:  # a chat column keeps its own turns
         problem = replace(problem, meta={**problem.meta, "messages": [{"role": "user", "content": problem.prompt}]})
     return problem
 

@@ -11,6 +11,7 @@ from rlreason.config import RecipeError, RunConfig
 def check_across_sections(cfg: RunConfig) -> None:
     """Rules that tie fields together or need the model directory's files (never its weights)."""
     from rlreason.modelinfo import has_chat_template, lora_target_candidates
+    from rlreason.tasks import get_task
 
     try:
         model_dir = Path(cfg.model.resolved_path())
@@ -27,6 +28,10 @@ def check_across_sections(cfg: RunConfig) -> None:
     if cfg.tasks.stream is not None and not Path(cfg.tasks.stream).parent.is_dir():
         raise RecipeError(f"tasks.stream: no directory {str(Path(cfg.tasks.stream).parent)!r} to read a stream from")
     _check_continual(cfg)
+    for name in cfg.tasks.train:
+        if not getattr(get_task(name), "train", True):
+            raise RecipeError(f"tasks.train: task {name!r} holds out every row of its data (held_out: 1.0); "
+                              "nothing to train on")
     if cfg.model.adapter is not None:
         check_saved_adapter(Path(cfg.model.adapter), model_dir)
     if lora is not None:

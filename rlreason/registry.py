@@ -34,11 +34,14 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._imported: dict[str, T] = {}  # module:attr references resolved so far (not listed in names())
 
-    def register(self, name: str, item: T | None = None) -> Callable[[T], T] | T:
-        """Register ``item`` under ``name``; used bare as a decorator when ``item`` is omitted."""
+    def register(self, name: str, item: T | None = None,
+                 replace: Callable[[T], bool] | None = None) -> Callable[[T], T] | T:
+        """Register ``item`` under ``name``; used bare as a decorator when ``item`` is omitted. An item already
+        registered under ``name`` is an error unless ``replace(old)`` says it may be replaced."""
 
         def add(obj: T) -> T:
-            if name in self._items and self._items[name] is not obj:
+            old = self._items.get(name)
+            if old is not None and old is not obj and not (replace is not None and replace(old)):
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
             return obj

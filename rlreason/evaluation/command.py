@@ -44,8 +44,14 @@ def _adapter_overrides(adapter: str | None) -> list[str]:
 
 
 def eval_config(model: str, tasks: list[str], n: int, limit: int | None, temperature: float | None,
-                adapter: str | None = None, overrides: list[str] = ()) -> RunConfig:
+                adapter: str | None = None, overrides: list[str] = (), data: dict | None = None) -> RunConfig:
+    """The recipe of an evaluation. ``data``: your own file as one more task (every row held out), given as
+    ``tasks.data`` fields (data, prompt or messages, reference, verifier, id)."""
     recipe, chosen = model_settings(model, adapter)
+    if data is not None:
+        data = {"held_out": 1.0, **{k: v for k, v in data.items() if v is not None}}
+        tasks = [*tasks, data.get("name") or Path(data["data"]).stem.replace(".", "_")]
+        chosen.append(f"tasks.data=[{json.dumps(data)}]")
     settings = [*chosen, f"tasks.eval=[{','.join(tasks)}]", f"tasks.eval_size={'null' if limit is None else limit}",
                 f"eval.samples={n}", "continual.adapters=shared", "continual.phases=[]", "name=eval"]
     if temperature is not None:
