@@ -29,8 +29,10 @@ class UnknownNameError(KeyError):
 class Registry(Generic[T]):
     """A named collection of ``T``. ``get`` also accepts ``module:attr`` and imports it (which registers it)."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, schemes: dict[str, Callable[[object], T]] | None = None) -> None:
+        """``schemes``: prefixes that adapt an imported object, e.g. ``trl:module:function`` -> ``schemes["trl"]``
+        applied to ``module:function``."""
+        self.kind, self.schemes = kind, schemes or {}
         self._items: dict[str, T] = {}
         self._imported: dict[str, T] = {}  # module:attr references resolved so far (not listed in names())
 
@@ -57,6 +59,10 @@ class Registry(Generic[T]):
         if name in self._items:
             return self._items[name]
         if name in self._imported:
+            return self._imported[name]
+        scheme, _, rest = name.partition(":")
+        if scheme in self.schemes and ":" in rest:
+            self._imported[name] = self.schemes[scheme](self._import(rest))
             return self._imported[name]
         if ":" in name:
             return self._import(name)

@@ -17,7 +17,13 @@ from rlreason.registry import Registry
 from rlreason.types import Problem, VerifyResult
 
 VerifyFn = Callable[[str, Problem], VerifyResult]
-VERIFIERS: Registry[VerifyFn] = Registry("verifier")
+def _from_trl(fn) -> VerifyFn:
+    from rlreason.integrations.trl import as_verifier
+
+    return as_verifier(fn)
+
+
+VERIFIERS: Registry[VerifyFn] = Registry("verifier", schemes={"trl": _from_trl})  # trl:module:function
 
 
 def verifier(name: str, same_answer: Callable[[str, str], bool] | None = None) -> Callable[[VerifyFn], VerifyFn]:

@@ -1,0 +1,69 @@
+"""TRL interop, both ways.
+
+- ``reward_function("math_answer")``: one of our verifiers as a TRL reward function, for ``GRPOTrainer(...,
+  reward_funcs=[...])``. TRL calls it with the batch's ``prompts``, ``completions`` (text, or chat messages) and
+  every other dataset column as a keyword list; the verifier's reference comes from the column named by
+  ``reference`` (default ``"reference"``). Scoring goes through our runner: verifier processes with a hard
+  deadline per call (and the code sandbox), so a hostile completion costs its own score, never the trainer.
+- ``trl:module:function`` as a verifier name (``tasks.verifier``, a ``tasks.rewards`` term, ``rlreason verify``):
+  a TRL-style reward function ``f(prompts, completions, **kwargs) -> list[float | None]`` scores one completion
+  per call, with ``reference`` and the problem's extra fields as keyword lists (None scores 0). A completion is
+  correct when its score reaches 1.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Callable
+
+from rlreason.types import Problem, VerifyResult
+
+
+def _text(item) -> str:
+    """A completion or prompt as text: TRL's conversational format is a list of {role, content} messages."""
+    if isinstance(item, list):
+        return "\n".join(str(m.get("content", "")) for m in item if isinstance(m, dict))
+    return str(item)
+
+
+def reward_function(verifier: str, reference: str = "reference", workers: int = 2,
+                    timeout_s: float = 15.0) -> Callable[..., list[float]]:
+    """A TRL reward function scoring with ``verifier`` (a registered name or ``module:function``)."""
+    from rlreason.verifiers import get_verifier
+
+    get_verifier(verifier)  # an unknown name fails here, not inside the trainer
+    state: dict = {}
+
+    def reward(prompts, completions, **columns) -> list[float]:
+        if reference not in columns:
+            raise ValueError(f"reward_function({verifier!r}): the dataset has no {reference!r} column "
+                             f"(columns: {', '.join(sorted(k for k in columns if isinstance(columns[k], list)))}); "
+                             "pass reference=<column>")
+        if "scorer" not in state:
+            from rlreason.scoring import Scorer
+
+            state["scorer"] = Scorer(workers=workers, timeout_s=timeout_s)
+            atexit.register(state["scorer"].close)
+        items = [(_text(c), Problem(id=str(i), prompt=_text(p), reference=r, verifier=verifier))
+                 for i, (p, c, r) in enumerate(zip(prompts, completions, columns[reference]))]
+        return [r.score for r in state["scorer"].score(items)]
+
+    reward.__name__ = verifier.replace(":", "_")
+    reward.close = lambda: state.pop("scorer").close() if "scorer" in state else None
+    return reward
+
+
+def as_verifier(fn: Callable[..., list]) -> Callable[[str, Problem], VerifyResult]:
+    """A TRL-style reward function as a verifier (see the module docstring)."""
+    def verify(completion: str, problem: Problem) -> VerifyResult:
+        extra = {k: [v] for k, v in problem.meta.items() if k != "messages"}
+        scores = fn(prompts=[problem.prompt], completions=[completion], reference=[problem.reference], **extra)
+        if len(scores) != 1:
+            raise ValueError(f"TRL reward function {fn.__name__} returned {len(scores)} scores for one completion")
+        score = scores[0]
+        if score is None:
+            return VerifyResult(0.0, {"reason": "the reward function returned None"})
+        return VerifyResult(float(score), {"trl_reward": float(score)})
+
+    verify.__doc__ = f"TRL reward function {getattr(fn, '__module__', '?')}.{getattr(fn, '__name__', '?')}"
+    return verify
