@@ -208,6 +208,9 @@ class OutputConfig(Section):
     dir: str = "runs"
     tensorboard: bool = True
     save_model: bool = True
+    trackers: tuple[Literal["wandb", "mlflow"], ...] = Field((), description="also log to these (extras: pip "
+                                                             "install 'rlreason[trackers]')")
+    project: str = Field("rlreason", description="the trackers' project / experiment name")
 
 
 class Phase(Section):

@@ -16,7 +16,9 @@ import psutil
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    """``trackers``: objects with ``log(step, metrics, kind)`` and ``close()`` (``rlreason.trackers``)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, trackers: list | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self._file = open(run_dir / "metrics.jsonl", "a", buffering=1)
         self._tb = None
@@ -24,17 +26,22 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+        self._trackers = list(trackers or [])
 
     def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
         self._file.write(json.dumps({"kind": kind, "step": step, "time": time.time(), **metrics}) + "\n")
         if self._tb is not None:
             for name, value in metrics.items():
                 self._tb.add_scalar(f"{kind}/{name}", value, step)
+        for tracker in self._trackers:
+            tracker.log(step, metrics, kind)
 
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+        for tracker in self._trackers:
+            tracker.close()
 
     def __enter__(self) -> "MetricsLogger":
         return self

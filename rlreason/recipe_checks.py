@@ -28,6 +28,11 @@ def check_across_sections(cfg: RunConfig) -> None:
     if cfg.tasks.stream is not None and not Path(cfg.tasks.stream).parent.is_dir():
         raise RecipeError(f"tasks.stream: no directory {str(Path(cfg.tasks.stream).parent)!r} to read a stream from")
     _check_continual(cfg)
+    from rlreason.trackers import missing
+
+    for tracker in cfg.output.trackers:
+        if missing(tracker):
+            raise RecipeError(f"output.trackers: {tracker!r} is not installed (pip install 'rlreason[trackers]')")
     for name in cfg.tasks.train:
         if not getattr(get_task(name), "train", True):
             raise RecipeError(f"tasks.train: task {name!r} holds out every row of its data (held_out: 1.0); "

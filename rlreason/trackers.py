@@ -1,0 +1,77 @@
+"""Experiment trackers next to ``metrics.jsonl`` and TensorBoard: ``output.trackers: [wandb, mlflow]``.
+
+Both are optional extras (``pip install 'rlreason[trackers]'``) and are configured the way their users expect:
+- ``wandb``: project ``output.project``, run name = the recipe's ``name``, the resolved recipe as the run config,
+  files under the run directory; offline with ``WANDB_MODE=offline`` (sync later with ``wandb sync``).
+- ``mlflow``: experiment ``output.project``, ``MLFLOW_TRACKING_URI`` when set (a server or a database), else a
+  local file store in ``<run>/mlruns`` (MLflow 3 keeps that store in maintenance mode; we opt in with
+  ``MLFLOW_ALLOW_FILE_STORE``); the recipe's fields as flat params.
+Metric names are ``<kind>/<name>`` (``train/loss``, ``eval/arithmetic/accuracy``), as in TensorBoard.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
+
+
+def missing(tracker: str) -> bool:
+    return importlib.util.find_spec(PACKAGES[tracker]) is None
+
+
+def flat(tree: dict, prefix: str = "") -> dict[str, str]:
+    """A nested recipe as ``section.field: value`` strings (MLflow params)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)[:500]
+    return out
+
+
+class WandbTracker:
+    def __init__(self, run_dir: Path, name: str, project: str, recipe: dict) -> None:
+        import wandb
+
+        self._run = wandb.init(project=project, name=name, dir=str(run_dir), config=recipe, reinit="finish_previous")
+
+    def log(self, step: int, metrics: dict[str, float], kind: str) -> None:
+        self._run.log({f"{kind}/{k}": v for k, v in metrics.items()}, step=step)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+class MlflowTracker:
+    def __init__(self, run_dir: Path, name: str, project: str, recipe: dict) -> None:
+        import mlflow
+
+        self._mlflow = mlflow
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:  # the local file store: MLflow 3 keeps it working but asks for an explicit opt-in
+            uri = (run_dir / "mlruns").resolve().as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(project)
+        self._run = mlflow.start_run(run_name=name)
+        params = flat(recipe)
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per call
+            mlflow.log_params(dict(list(params.items())[i: i + 100]))
+
+    def log(self, step: int, metrics: dict[str, float], kind: str) -> None:
+        clean = {f"{kind}/{k}".replace("@", "_at_"): float(v) for k, v in metrics.items()}
+        self._mlflow.log_metrics(clean, step=step)
+
+    def close(self) -> None:
+        self._mlflow.end_run()
+
+
+KINDS = {"wandb": WandbTracker, "mlflow": MlflowTracker}
+
+
+def open_trackers(names, run_dir: Path, name: str, project: str, recipe: dict) -> list:
+    return [KINDS[n](run_dir, name, project, recipe) for n in names]
