@@ -135,6 +135,9 @@ def test_a_new_phase_adapter_starts_silent_trains_alone_and_the_stack_is_exact(t
     assert {id(p) for p in learner.policy.trainable()} <= {id(p) for g in learner.optimizer.param_groups
                                                             for p in g["params"]}
     frozen = {n: p.detach().clone() for n, p in learner.policy.peft.named_parameters() if ".default." in n}
+    with learner.policy.reference():  # PEFT re-enables (and so unfreezes) the adapters after a base forward
+        pass
+    assert all(".phase2." in n for n, p in learner.policy.peft.named_parameters() if p.requires_grad)
     _descend(learner, 2)
     assert all(torch.equal(p, frozen[n]) for n, p in learner.policy.peft.named_parameters() if n in frozen)
     assert not torch.allclose(_logprobs(learner), before)  # the new adapter did learn

@@ -14,6 +14,7 @@ Each phase's own adapter is also saved, under ``phases/phase<i>/``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from pathlib import Path
@@ -36,9 +37,8 @@ class PhasedLoraPolicy(LoraPolicy):
         self.peft.add_adapter(name, copy.deepcopy(self.peft.peft_config[self.phases[0]]))
         self.phases.append(name)
         self.peft.base_model.set_adapter(self.phases)  # all active (summed); PEFT marks them all trainable...
-        for param_name, param in self.peft.named_parameters():
-            param.requires_grad = f".{name}." in param_name  # ...so freeze all but the new one
         self.adapter, self._anchor = name, None
+        self._freeze()  # ...so freeze all but the new one
         if self._cbp is not None:
             from rlreason.learner.continual_backprop import ContinualBackprop
 
@@ -47,6 +47,21 @@ class PhasedLoraPolicy(LoraPolicy):
             self._cbp = ContinualBackprop(self.peft, old.every, old.replace_frac, old.maturity, name,
                                           old.replaced_total)
         return self.trainable()
+
+    def _freeze(self) -> None:
+        for param_name, param in self.peft.named_parameters():
+            if ".lora_" in param_name:
+                param.requires_grad = f".{self.adapter}." in param_name
+
+    @contextlib.contextmanager
+    def reference(self):
+        """As ``LoraPolicy.reference``; PEFT's switching the adapters back on marks every active adapter trainable
+        again, so the earlier phases' adapters are frozen again afterwards."""
+        try:
+            with super().reference() as model:
+                yield model
+        finally:
+            self._freeze()
 
     def export(self, version: int) -> WeightUpdate:
         """Every phase's adapter as one adapter (see the module docstring)."""
