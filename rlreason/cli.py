@@ -133,6 +133,56 @@ def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapt
     typer.echo(table(report))
 
 
+@app.command()
+def compare(recipe: Optional[str] = typer.Argument(None, help="recipe file or shipped name (default recipe)"),
+            algorithms: str = typer.Option("grpo,dr_grpo,dapo,rloo", "--algorithms", help="comma-separated"),
+            seeds: int = typer.Option(3, "--seeds", min=1),
+            steps: Optional[int] = typer.Option(None, "--steps", min=1, help="override train.steps"),
+            overrides: Optional[list[str]] = typer.Option(None, "--set", help="recipe override key=value"),
+            out: Path = typer.Option(Path("compare"), "--out", help="report folder (runs and logs inside)"),
+            parallel: int = typer.Option(1, "--parallel", min=1, help="runs at a time"),
+            target: Optional[float] = typer.Option(None, "--target", help="accuracy to reach (default: halfway "
+                                                                          "from before to the best final)")) -> None:
+    """Run every algorithm x seed of a recipe (resumable), then write the report: table, plots, ScaleRL fits."""
+    from rlreason.compare.runner import plan, run_all
+    from rlreason.config import RecipeError, find_recipe
+
+    names = [a.strip() for a in algorithms.split(",") if a.strip()]
+    try:
+        planned = plan(recipe, names, seeds, steps, list(overrides or []), out)
+    except RecipeError as e:
+        _fail(str(e))
+    typer.echo(f"rlreason compare: {', '.join(names)} x {seeds} seeds = {len(planned)} runs; report in {out}/")
+    failed = run_all(planned, out, parallel, typer.echo)
+    _report([out / "runs" / p.name for p in planned if p.name not in failed], out, target,
+            f"Comparison: {', '.join(names)} on {Path(find_recipe(recipe)).stem}", find_recipe(recipe).read_text())
+    if failed:
+        _fail(f"{len(failed)} run(s) failed: {', '.join(failed)} (run the same command again to retry them)", 1)
+
+
+@app.command()
+def report(run_dirs: list[Path] = typer.Argument(..., help="finished run directories"),
+           out: Path = typer.Option(Path("report"), "--out"),
+           target: Optional[float] = typer.Option(None, "--target")) -> None:
+    """The comparison report (table, plots, ScaleRL fits) for any finished runs, grouped by algorithm."""
+    _report(run_dirs, out, target, "Comparison of " + ", ".join(p.name for p in run_dirs))
+
+
+def _report(run_dirs: list[Path], out: Path, target: Optional[float], title: str, recipe_text=None) -> None:
+    from rlreason.compare.report import markdown, write_report
+    from rlreason.compare.runs import load_run
+
+    try:
+        runs = [load_run(d) for d in run_dirs]
+    except ValueError as e:
+        _fail(f"run_dirs: {e}")
+    if not runs:
+        _fail("run_dirs: no finished runs to report on")
+    analysis = write_report(runs, out, title, target, recipe_text)
+    typer.echo(markdown(analysis, [], title).strip())
+    typer.echo(f"report: {out / 'report.md'} and report.html, plots and analysis.json in {out}/")
+
+
 @app.command("pretrain-tiny")
 def pretrain_tiny(out: Path = typer.Option(..., help="directory for the model"),
                   steps: int = typer.Option(2000), seed: int = typer.Option(0)) -> None:

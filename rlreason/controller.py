@@ -165,6 +165,7 @@ def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, flo
         "verifier_errors": sum(r.error is not None for g in groups for r in g.results),
         "solved_none_frac": statistics.fmean(not any(r.correct for r in g.results) for g in groups),
         "rollout_tokens_per_s": sum(lengths) / max(gen_time, 1e-9), "rollout_time_s": gen_time,
+        "rollout_tokens": float(sum(lengths)),
         **component_means(groups),
     }
 

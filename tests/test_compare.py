@@ -1,0 +1,86 @@
+"""Comparing algorithms: small-sample statistics against known values, the ScaleRL fit recovering known
+parameters (and refusing too few points), and ``rlreason compare`` / ``rlreason report`` through real runs,
+resuming without redoing finished runs."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from rlreason.compare.scaling import bootstrap, fit_curve
+from rlreason.compare.stats import mean_ci, t_quantile, t_sf2, welch
+
+
+def test_student_t_and_welch_match_tabulated_values():
+    assert t_quantile(0.975, 1) == pytest.approx(12.706, abs=1e-3)
+    assert t_quantile(0.975, 2) == pytest.approx(4.303, abs=1e-3)
+    assert t_quantile(0.975, 30) == pytest.approx(2.042, abs=1e-3)
+    assert t_sf2(2.0, 5) == pytest.approx(0.1019, abs=1e-4)
+    mean, half = mean_ci([0.2, 0.3, 0.4])
+    assert mean == pytest.approx(0.3) and half == pytest.approx(4.303 * 0.1 / 3 ** 0.5, abs=1e-3)
+    # Welch's test on two samples (R: t.test(c(1,2,3), c(4,5,6.5)) gives p = 0.02915)
+    assert welch([1, 2, 3], [4, 5, 6.5]) == pytest.approx(0.02915, abs=1e-4)
+    assert welch([0.5, 0.5], [0.5, 0.5]) == 1.0 and welch([1.0], [2.0]) != welch([1.0], [2.0])  # nan
+
+
+def test_scalerl_fit_recovers_a_known_curve_and_refuses_too_few_points():
+    a, b, c_mid, r0 = 0.72, 1.4, 6e4, 0.21
+    seeds = []
+    for s in range(3):
+        rng = random.Random(s)
+        seeds.append([(c, r0 + (a - r0) / (1 + (c_mid / c) ** b) + rng.gauss(0, 0.01))
+                      for c in (1e4, 2e4, 4e4, 8e4, 1.6e5, 3.2e5, 6.4e5)])
+    fit = bootstrap(seeds, r0, rounds=50)
+    assert fit["A"] == pytest.approx(a, abs=0.03) and fit["B"] == pytest.approx(b, rel=0.25)
+    assert fit["A_spread"]["lo"] <= a + 0.03 and fit["A_spread"]["std"] < 0.05
+    assert fit_curve([(1e4, 0.3), (2e4, 0.4), (4e4, 0.5)], r0) is None
+    assert bootstrap([[(1e4, 0.3), (2e4, 0.4)], [(1e4, 0.3), (4e4, 0.5)]], r0) is None
+
+
+def _compare(tmp_path, seeds):
+    return subprocess.run(
+        [sys.executable, "-m", "rlreason.cli", "compare", "--algorithms", "grpo,rloo", "--seeds", str(seeds),
+         "--steps", "2", "--set", "rollout.prompts_per_step=4", "--set", "rollout.group_size=2", "--set",
+         "tasks.eval_size=12", "--set", "eval.samples=2", "--set", "tasks.eval=[arithmetic]", "--set",
+         "output.tensorboard=false", "--set", "eval.every=1", "--out", "cmp"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=900)
+
+
+def test_compare_runs_every_combination_resumes_and_reports(tmp_path):
+    proc = _compare(tmp_path, 1)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "0 of 2 runs already finished" in proc.stdout
+    unfinished = tmp_path / "cmp" / "runs" / "rloo-s1"  # a run that died half-way
+    unfinished.mkdir()
+    (unfinished / "metrics.jsonl").write_text("{}\n")
+    first = (tmp_path / "cmp" / "runs" / "grpo-s0" / "metrics.jsonl").read_text()
+    proc = _compare(tmp_path, 2)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "2 of 4 runs already finished; 2 to run" in proc.stdout
+    assert (tmp_path / "cmp" / "runs" / "rloo-s1.interrupted-1" / "metrics.jsonl").is_file()
+    assert (tmp_path / "cmp" / "runs" / "grpo-s0" / "metrics.jsonl").read_text() == first  # not redone
+    out = tmp_path / "cmp"
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert set(analysis["order"]) == {"grpo", "rloo"} and all(
+        len(a["finals"]) == 2 for a in analysis["algorithms"].values())
+    for png in ("reward_vs_step", "heldout_vs_step", "heldout_vs_tokens", "heldout_vs_time", "scaling"):
+        assert (out / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
+    env = json.loads((out / "environment.json").read_text())
+    assert env["packages"]["torch"] and env["recipe_sha256"]
+    assert "| grpo | 2 |" in (out / "report.md").read_text() and "<table>" in (out / "report.html").read_text()
+    # the same report for any finished runs
+    proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "report", "cmp/runs/grpo-s0", "cmp/runs/grpo-s1",
+                           "--out", "again"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "| grpo | 2 |" in proc.stdout, proc.stderr[-2000:]
+    proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "report", "cmp/runs/rloo-s1.interrupted-1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "not a finished run" in proc.stderr
+
+
+def test_compare_refuses_a_bad_algorithm_before_running_anything(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "compare", "--algorithms", "grpo,grop"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "algorithm.name: unknown algorithm 'grop'" in proc.stderr
+    assert not (tmp_path / "compare").exists()
