@@ -65,7 +65,8 @@ def test_compare_runs_every_combination_resumes_and_reports(tmp_path):
     analysis = json.loads((out / "analysis.json").read_text())
     assert set(analysis["order"]) == {"grpo", "rloo"} and all(
         len(a["finals"]) == 2 for a in analysis["algorithms"].values())
-    for png in ("reward_vs_step", "heldout_vs_step", "heldout_vs_tokens", "heldout_vs_time", "scaling"):
+    for png in ("reward_vs_step", "reward_vs_tokens", "reward_vs_time", "heldout_vs_step", "heldout_vs_tokens",
+                "heldout_vs_time", "scaling"):
         assert (out / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     env = json.loads((out / "environment.json").read_text())
     assert env["packages"]["torch"] and env["recipe_sha256"]

@@ -47,20 +47,24 @@ def _save(plt, fig, ax, path: Path) -> Path:
     return path
 
 
-def reward_vs_step(runs: list[RunRecord], path: Path) -> Path:
-    plt, fig, ax = _figure("Training reward (moving average over 5 steps)", "step", "mean reward")
+LABELS = {"step": "step", "tokens": "generated tokens (thousands)", "seconds": "compute time (s, no evaluation)"}
+
+
+def reward(runs: list[RunRecord], path: Path, axis: str) -> Path:
+    """Training reward (moving average over 5 steps) against ``axis`` (as in ``heldout``)."""
+    plt, fig, ax = _figure("Training reward (moving average over 5 steps)", LABELS[axis], "mean reward")
     for i, (name, group) in enumerate(by_algorithm(runs).items()):
         n = min(len(r.reward) for r in group)
-        ys = [[_smooth(r.reward, 5)[j] for r in group] for j in range(n)]
-        _band(ax, group[0].steps[:n], ys, name, f"C{i}")
+        smooth = [_smooth(r.reward, 5) for r in group]
+        xs = [statistics.fmean(_x(r, r.steps[j], axis) for r in group) for j in range(n)]
+        _band(ax, xs, [[s[j] for s in smooth] for j in range(n)], name, f"C{i}")
     return _save(plt, fig, ax, path)
 
 
 def heldout(runs: list[RunRecord], path: Path, axis: str) -> Path:
     """Held-out accuracy against ``axis``: ``step``, ``tokens`` (thousands generated) or ``seconds`` (compute)."""
-    labels = {"step": "step", "tokens": "generated tokens (thousands)", "seconds": "compute time (s, no evaluation)"}
     task = runs[0].task
-    plt, fig, ax = _figure(f"Held-out {task} accuracy (mean +- sd over seeds)", labels[axis], "accuracy")
+    plt, fig, ax = _figure(f"Held-out {task} accuracy (mean +- sd over seeds)", LABELS[axis], "accuracy")
     for i, (name, group) in enumerate(by_algorithm(runs).items()):
         n = min(len(r.eval_steps) for r in group)
         xs = [statistics.fmean(_x(r, r.eval_steps[j], axis) for r in group) for j in range(n)]
@@ -96,6 +100,7 @@ def scaling_fits(runs: list[RunRecord], analysis: dict, path: Path) -> Path:
 
 
 def all_plots(runs: list[RunRecord], analysis: dict, out: Path) -> list[Path]:
-    return [reward_vs_step(runs, out / "reward_vs_step.png"), heldout(runs, out / "heldout_vs_step.png", "step"),
-            heldout(runs, out / "heldout_vs_tokens.png", "tokens"),
-            heldout(runs, out / "heldout_vs_time.png", "seconds"), scaling_fits(runs, analysis, out / "scaling.png")]
+    names = {"step": "step", "tokens": "tokens", "seconds": "time"}
+    plots = [heldout(runs, out / f"heldout_vs_{n}.png", axis) for axis, n in names.items()]
+    plots += [reward(runs, out / f"reward_vs_{n}.png", axis) for axis, n in names.items()]
+    return [*plots, scaling_fits(runs, analysis, out / "scaling.png")]
