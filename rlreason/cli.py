@@ -97,6 +97,7 @@ def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapt
           reference: Optional[str] = typer.Option(None, "--reference", help="--data's reference column"),
           verifier: Optional[str] = typer.Option(None, "--verifier", help="--data's verifier"),
           row_id: Optional[str] = typer.Option(None, "--id", help="--data's id column"),
+          name: Optional[str] = typer.Option(None, "--name", help="--data's task name (default: the file's stem)"),
           n: int = typer.Option(16, "--n", min=1, help="completions per problem"),
           k: str = typer.Option("1,4,16", "--k", help="comma-separated k for pass@k / maj@k / mean@k (k <= n)"),
           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N held-out problems per task"),
@@ -118,7 +119,7 @@ def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapt
     if not task and data is None:
         _fail("task: give --task NAME (repeatable) or --data FILE")
     spec = None if data is None else {"data": data, "prompt": prompt, "messages": messages, "reference": reference,
-                                      "verifier": verifier, "id": row_id}
+                                      "verifier": verifier, "id": row_id, "name": name}
     try:
         cfg = eval_config(model, list(task or []), n, limit, temperature, None if adapter is None else str(adapter),
                           list(overrides or []), spec)
@@ -170,10 +171,12 @@ def report(run_dirs: list[Path] = typer.Argument(..., help="finished run directo
 
 def _report(run_dirs: list[Path], out: Path, target: Optional[float], title: str, recipe_text=None) -> None:
     from rlreason.compare.report import markdown, write_report
-    from rlreason.compare.runs import load_run
+    from rlreason.compare.runs import finished, load_run
 
+    for skipped in [d for d in run_dirs if not finished(d)]:
+        typer.echo(f"warning: skipping {skipped}: not a finished run", err=True)
     try:
-        runs = [load_run(d) for d in run_dirs]
+        runs = [load_run(d) for d in run_dirs if finished(d)]
     except ValueError as e:
         _fail(f"run_dirs: {e}")
     if not runs:
@@ -302,7 +305,13 @@ def verify(verifier: str = typer.Argument(..., help="a registered verifier or mo
 
 
 def main() -> None:
-    app(prog_name="rlreason")
+    from rlreason.trackers import TrackerError
+
+    try:
+        app(prog_name="rlreason")
+    except TrackerError as e:  # a tracker that cannot start (not logged in, bad URI): one line, not a traceback
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # vLLM spawns processes once Ray is up: keep the guard

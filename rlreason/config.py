@@ -90,7 +90,7 @@ class ModelConfig(Section):
         if v not in (EMBEDDED_MODEL, SMOLLM2) and not (Path(v) / "config.json").is_file():
             raise ValueError(f"no Hugging Face model directory (with config.json) at {v!r}; "
                              f"give a directory, '{EMBEDDED_MODEL}' or '{SMOLLM2}'")
-        return v
+        return v if v in (EMBEDDED_MODEL, SMOLLM2) else str(Path(v).resolve())  # saved recipes work anywhere
 
     def resolved_path(self) -> str:
         """The model directory (converting SmolLM2 from its wheel on first use; ValueError if it can't)."""

@@ -52,17 +52,16 @@ def run_continual(cfg: RunConfig, console=None) -> dict:
     with session(cfg) as run:
         base = _accuracies(evaluate_and_log(run.ctx, run.log, 0, console, "base model", tuple(tasks)), tasks)
         matrix, steps = _train_phases(cfg, run, console, tasks)
-        if cfg.output.save_model or cfg.continual.merge:
-            final = run.save_final()
-            if cfg.continual.merge:
-                from rlreason.merge import merge_adapter
-
-                merge_adapter(final, run.run_dir / "final-merged")
+        final = run.save_final() if cfg.output.save_model or cfg.continual.merge else None
     report = summarize(tasks, [p.task for p in phases], base, matrix)
     report.update(wall_s=time.perf_counter() - start, peak_memory_gib=run.memory.peak_gib, steps=steps,
                   switches=cfg.continual.model_dump(exclude={"phases"}))
     (run.run_dir / "continual.json").write_text(json.dumps(report, indent=2))
     heatmap(report, run.run_dir / "continual.png", title=cfg.name)
+    if cfg.continual.merge:  # after the report is safe on disk
+        from rlreason.merge import merge_adapter
+
+        merge_adapter(final, run.run_dir / "final-merged")
     return report
 
 

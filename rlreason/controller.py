@@ -212,7 +212,7 @@ def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None) -> dict[str, fl
     for name in cfg.tasks.eval if tasks is None else tasks:
         groups, too_long = evaluate_groups(ctx, name, cfg.eval.samples, cfg.eval.temperature)
         summary = group_summary(groups, ks, same_answer_of(groups[0].problem.verifier)) if groups else {}
-        out[f"{name}/accuracy"] = summary["pass@1"]["mean"] if groups else 0.0
+        out[f"{name}/accuracy"] = summary["pass@1"]["mean"] if groups else float("nan")  # nothing fit: unknown
         out.update({f"{name}/{m}@{cfg.eval.samples}": summary[f"{m}@{cfg.eval.samples}"]["mean"]
                     for m in ("pass", "maj") if f"{m}@{cfg.eval.samples}" in summary})
         if too_long:

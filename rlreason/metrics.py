@@ -19,6 +19,7 @@ class MetricsLogger:
     """``trackers``: objects with ``log(step, metrics, kind)`` and ``close()`` (``rlreason.trackers``)."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = True, trackers: list | None = None) -> None:
+        self._trackers: list = []
         run_dir.mkdir(parents=True, exist_ok=True)
         self._file = open(run_dir / "metrics.jsonl", "a", buffering=1)
         self._tb = None
@@ -26,7 +27,11 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(run_dir / "tensorboard"))
-        self._trackers = list(trackers or [])
+        self.add_trackers(trackers or [])
+
+    def add_trackers(self, trackers: list) -> None:
+        """Also log to these from now on; they are closed with the logger."""
+        self._trackers += list(trackers)
 
     def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
         self._file.write(json.dumps({"kind": kind, "step": step, "time": time.time(), **metrics}) + "\n")
@@ -40,7 +45,7 @@ class MetricsLogger:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
-        for tracker in self._trackers:
+        for tracker in self._trackers:  # each one guarded: one failing close does not skip the others
             tracker.close()
 
     def __enter__(self) -> "MetricsLogger":

@@ -11,7 +11,6 @@ from rlreason.config import RecipeError, RunConfig
 def check_across_sections(cfg: RunConfig) -> None:
     """Rules that tie fields together or need the model directory's files (never its weights)."""
     from rlreason.modelinfo import has_chat_template, lora_target_candidates
-    from rlreason.tasks import get_task
 
     try:
         model_dir = Path(cfg.model.resolved_path())
@@ -33,10 +32,7 @@ def check_across_sections(cfg: RunConfig) -> None:
     for tracker in cfg.output.trackers:
         if missing(tracker):
             raise RecipeError(f"output.trackers: {tracker!r} is not installed (pip install 'rlreason[trackers]')")
-    for name in cfg.tasks.train:
-        if not getattr(get_task(name), "train", True):
-            raise RecipeError(f"tasks.train: task {name!r} holds out every row of its data (held_out: 1.0); "
-                              "nothing to train on")
+    _check_tasks(cfg, has_chat_template(model_dir))
     if cfg.model.adapter is not None:
         check_saved_adapter(Path(cfg.model.adapter), model_dir)
     if lora is not None:
@@ -45,6 +41,30 @@ def check_across_sections(cfg: RunConfig) -> None:
             if name != "all" and name not in allowed:
                 raise RecipeError(f"model.lora.target_modules: the model has no LoRA-servable layer {name!r} "
                                   f"(allowed: all, {', '.join(allowed)})")
+
+
+def _check_tasks(cfg: RunConfig, chat_template: bool) -> None:
+    from rlreason.tasks import get_task
+
+    names = [d.task_name for d in cfg.tasks.data]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise RecipeError(f"tasks.data: two data tasks are named {twice[0]!r}; give them different names (name:)")
+    if cfg.rollout.max_tokens >= cfg.model.max_model_len:
+        raise RecipeError(f"rollout.max_tokens: {cfg.rollout.max_tokens} leaves no room for a prompt in "
+                          f"model.max_model_len {cfg.model.max_model_len}")
+    for field in ("train", "eval"):
+        for name in getattr(cfg.tasks, field):
+            task = get_task(name)
+            if field == "train" and not getattr(task, "train", True):
+                raise RecipeError(f"tasks.train: task {name!r} has no training rows (every row is held out)")
+            if getattr(task, "needs_chat_template", False) and not chat_template:
+                raise RecipeError(f"tasks.{field}: task {name!r} has chat messages but the model has no chat "
+                                  "template")
+            size = getattr(task, "held_out_size", None)
+            if field == "eval" and size is not None and cfg.tasks.eval_size is not None and cfg.tasks.eval_size > size:
+                raise RecipeError(f"tasks.eval_size: {cfg.tasks.eval_size} is more than task {name!r} holds out "
+                                  f"({size})")
 
 
 def _check_continual(cfg: RunConfig) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
@@ -73,5 +74,46 @@ class MlflowTracker:
 KINDS = {"wandb": WandbTracker, "mlflow": MlflowTracker}
 
 
+class TrackerError(RuntimeError):
+    """A tracker could not start (one line, naming it)."""
+
+
+class Guarded:
+    """A tracker whose failures never stop training: the first error is reported once and the tracker is dropped
+    (metrics.jsonl still has everything)."""
+
+    def __init__(self, kind: str, tracker) -> None:
+        self.kind, self._tracker = kind, tracker
+
+    def log(self, step: int, metrics: dict[str, float], kind: str) -> None:
+        if self._tracker is None:
+            return
+        try:
+            self._tracker.log(step, metrics, kind)
+        except Exception as e:  # noqa: BLE001 - a network hiccup must not end a run
+            print(f"warning: output.trackers: {self.kind} failed ({type(e).__name__}: {e}); no longer logging to "
+                  "it (metrics.jsonl has everything)", file=sys.stderr)
+            self.close()
+
+    def close(self) -> None:
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            try:
+                tracker.close()
+            except Exception as e:  # noqa: BLE001
+                print(f"warning: output.trackers: {self.kind} did not close cleanly ({type(e).__name__})",
+                      file=sys.stderr)
+
+
 def open_trackers(names, run_dir: Path, name: str, project: str, recipe: dict) -> list:
-    return [KINDS[n](run_dir, name, project, recipe) for n in names]
+    """Start each tracker; TrackerError (after closing those already started) when one cannot start."""
+    started = []
+    for kind in names:
+        try:
+            started.append(Guarded(kind, KINDS[kind](run_dir, name, project, recipe)))
+        except Exception as e:  # noqa: BLE001 - not logged in, bad URI, ...
+            for tracker in started:
+                tracker.close()
+            raise TrackerError(f"output.trackers: {kind} could not start ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    return started

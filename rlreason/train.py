@@ -65,9 +65,9 @@ def session(cfg: RunConfig) -> Iterator[Session]:
     from rlreason.trackers import open_trackers
 
     run_dir = write_recipe(cfg)
-    trackers = open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project, cfg.model_dump(mode="json"))
-    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, trackers) as log, \
-            Scorer() as scorer:
+    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer:
+        log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
+                                       cfg.model_dump(mode="json")))
         cluster = start_cluster(cfg)
         try:
             yield Session(run_dir, Context(cfg, cluster.workers, cluster.learner, scorer), log, memory)

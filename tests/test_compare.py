@@ -77,7 +77,7 @@ def test_compare_runs_every_combination_resumes_and_reports(tmp_path):
     assert proc.returncode == 0 and "| grpo | 2 |" in proc.stdout, proc.stderr[-2000:]
     proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "report", "cmp/runs/rloo-s1.interrupted-1"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "not a finished run" in proc.stderr
+    assert proc.returncode == 2 and "no finished runs" in proc.stderr
 
 
 def test_compare_refuses_a_bad_algorithm_before_running_anything(tmp_path):

@@ -121,3 +121,32 @@ def test_the_shipped_model_evaluates_on_every_benchmark(tmp_path, data_dir):
     for name in names:  # the tiny model's context is short: long benchmark prompts are left out and counted
         t = report["tasks"][name]
         assert t["problems"] + t["too_long"] == 3
+
+
+def test_an_equivalence_check_that_hangs_does_not_hang_the_vote(monkeypatch):
+    import time
+
+    import rlreason.evaluation.metrics as metrics
+
+    monkeypatch.setattr(metrics, "SAME_TIMEOUT_S", 0.2)
+
+    def slow(a, b):
+        time.sleep(5)
+        return True
+
+    results = _results("exact_answer", ["#### 5", "#### 7", "#### 7"], "5")
+    start = time.perf_counter()
+    assert majority_vote(results, slow) is results[1]  # no comparison finished: 7 (twice, same text) wins
+    assert time.perf_counter() - start < 2
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["rollout.max_tokens=256"], "rollout.max_tokens: 256 leaves no room for a prompt in model.max_model_len 256"),
+    (["tasks.eval_size=500"], "tasks.eval_size: 500 is more than task 'arithmetic' holds out (200)"),
+])
+def test_impossible_evaluation_settings_are_refused(overrides, message):
+    from rlreason.config import RecipeError, load_config
+
+    with pytest.raises(RecipeError) as err:
+        load_config(None, overrides)
+    assert str(err.value).startswith(message), str(err.value)

@@ -41,14 +41,15 @@ def test_a_jsonl_file_inline_in_the_recipe_becomes_a_task_with_a_fixed_held_out_
     assert again.tasks.data == cfg.tasks.data and again.tasks.train == ("mine",)
 
 
-def test_parquet_and_chat_columns(tmp_path):
+def test_parquet_and_chat_columns(tmp_path, tiny_chat_model):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [{**r, "chat": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": r["question"]}]}
             for r in _rows(10)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "chat.parquet")
-    cfg = load_config(None, [f"tasks.eval=[{_spec(tmp_path / 'chat.parquet', prompt=None, messages='chat')}]"])
+    cfg = load_config(None, [f"tasks.eval=[{_spec(tmp_path / 'chat.parquet', prompt=None, messages='chat')}]",
+                             f"model.path={tiny_chat_model}"])
     (problem,) = get_task(cfg.tasks.eval[0]).eval_problems()
     assert problem.meta["messages"][0] == {"role": "system", "content": "Be brief."}
     from rlreason.controller import as_configured
@@ -90,3 +91,24 @@ def test_training_and_evaluating_on_your_own_file(tmp_path):
     summary = json.loads((tmp_path / "runs" / "own" / "summary.json").read_text())
     assert summary["steps"] == 2 and 0.0 <= summary["after"]["sums/accuracy"] <= 1.0
     assert summary["before"]["sums/accuracy"] > 0.0  # the tiny model solves some of these sums
+
+
+def test_more_bad_data_cases_are_refused_up_front(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    a = _write_jsonl(tmp_path / "one" / "same.jsonl", _rows())
+    b = _write_jsonl(tmp_path / "two" / "same.jsonl", _rows())
+    with pytest.raises(RecipeError, match=r"^tasks.data: two data tasks are named 'same'"):
+        load_config(None, [f"tasks.train=[{_spec(a)}]", f"tasks.eval=[{_spec(b)}]"])
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(RecipeError, match=r"^tasks.data.0: .*empty.jsonl: no rows"):
+        load_config(None, [f"tasks.train=[{_spec(tmp_path / 'empty.jsonl')}]"])
+    chat = _write_jsonl(tmp_path / "chat.jsonl", [{"m": [{"role": "user", "content": "hi"}], "answer": "1"}] * 4)
+    with pytest.raises(RecipeError, match=r"^tasks.eval: task 'chat' has chat messages but the model has no chat"):
+        load_config(None, [f"tasks.eval=[{_spec(chat, prompt=None, messages='m')}]"])  # the tiny model has none
+
+
+def test_a_json_array_file_is_read(tmp_path):
+    (tmp_path / "arr.json").write_text(json.dumps(_rows(10)))
+    cfg = load_config(None, [f"tasks.eval=[{_spec(tmp_path / 'arr.json')}]"])
+    assert len(get_task(cfg.tasks.eval[0]).eval_problems()) == 1 and len(get_task("arr").train) == 9

@@ -46,3 +46,24 @@ def test_a_tracker_that_is_not_installed_is_refused_up_front(monkeypatch):
         load_config(None, ["output.trackers=[wandb]"])
     with pytest.raises(RecipeError, match=r"^output.trackers.0: Input should be 'wandb' or 'mlflow'"):
         load_config(None, ["output.trackers=[comet]"])
+
+
+def test_a_tracker_that_fails_is_dropped_with_one_warning_and_the_run_goes_on(tmp_path, capsys):
+    from rlreason.trackers import Guarded
+
+    class Flaky:  # stands in for a network failure inside a tracker's log call, not for a tracker
+        calls = 0
+
+        def log(self, step, metrics, kind):
+            Flaky.calls += 1
+            raise ConnectionError("offline")
+
+        def close(self):
+            raise RuntimeError("also broken")
+
+    with MetricsLogger(tmp_path, tensorboard=False, trackers=[Guarded("wandb", Flaky())]) as log:
+        for step in (1, 2, 3):
+            log.write(step, {"loss": 1.0})
+    assert Flaky.calls == 1 and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+    err = capsys.readouterr().err
+    assert err.count("output.trackers: wandb failed (ConnectionError: offline)") == 1

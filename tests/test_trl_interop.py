@@ -80,3 +80,14 @@ def test_a_trl_style_reward_function_named_in_a_recipe_is_a_verifier(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["score"] for r in results] == [1.0, 0.25, 0.0]
+
+
+def test_trls_own_reward_function_is_a_verifier():
+    """trl.rewards.accuracy_reward reads conversational completions and a `solution` column."""
+    from rlreason.types import Problem
+    from rlreason.verifiers import get_verifier
+
+    verify = get_verifier("trl:trl.rewards:accuracy_reward")
+    problem = Problem("p", "What is 1/2 + 1/2?", "$1$", "trl:trl.rewards:accuracy_reward")
+    assert verify(r"so the answer is $\boxed{1}$", problem).score == 1.0
+    assert verify(r"so the answer is $\boxed{2}$", problem).score == 0.0

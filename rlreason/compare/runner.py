@@ -9,6 +9,7 @@ first process starts. Held-out accuracy is evaluated every ``steps // points`` s
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlreason.compare.runs import finished
-from rlreason.config import load_config
+from rlreason.config import RecipeError, load_config
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ def plan(recipe: str | None, algorithms: list[str], seeds: int, steps: int | Non
             if steps is not None:
                 args.append(f"train.steps={steps}")
             cfg = load_config(recipe, args[1:] if recipe else args)
+            if cfg.train.steps is None:
+                raise RecipeError("train.steps: compare needs a fixed number of steps (got null); pass --steps N")
             if not any(o.startswith("eval.every=") for o in overrides):
                 args.append(f"eval.every={max(1, cfg.train.steps // points)}")
             planned.append(Planned(name, args))
@@ -62,7 +65,21 @@ def run_all(planned: list[Planned], out: Path, parallel: int = 1, echo=print) ->
     todo = [p for p in planned if not finished(out / "runs" / p.name)]
     echo(f"{len(planned) - len(todo)} of {len(planned)} runs already finished; {len(todo)} to run")
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
-    failed = []
+    failed: list[str] = []
+    try:
+        _drive(todo, running, failed, out, parallel, echo)
+    finally:  # Ctrl-C or an error here: stop the runs in flight (each shuts down its own Ray cluster)
+        for proc, _, log in running.values():
+            proc.send_signal(signal.SIGINT)  # the run's own Ctrl-C path: it saves what it has and stops Ray
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+    return failed
+
+
+def _drive(todo: list[Planned], running: dict, failed: list[str], out: Path, parallel: int, echo) -> None:
     while todo or running:
         while todo and len(running) < parallel:
             p = todo.pop(0)
@@ -85,4 +102,3 @@ def run_all(planned: list[Planned], out: Path, parallel: int = 1, echo=print) ->
                 failed.append(name)
             echo(f"  {name}: {'done' if ok else f'FAILED (exit {proc.returncode}; see logs/{name}.log)'} in "
                  f"{time.perf_counter() - start:.0f}s")
-    return failed

@@ -42,6 +42,13 @@ def load_run(run_dir: Path) -> RunRecord:
     run_dir = Path(run_dir)
     if not finished(run_dir) or not (run_dir / "recipe.yaml").is_file():
         raise ValueError(f"{run_dir}: not a finished run (needs recipe.yaml, metrics.jsonl, summary.json)")
+    try:
+        return _read(run_dir)
+    except (KeyError, IndexError, TypeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{run_dir}: not a training run this report can read ({type(e).__name__}: {e})") from None
+
+
+def _read(run_dir: Path) -> RunRecord:
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     task = recipe["tasks"]["eval"][0]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]

@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+import yaml
+
 from rlreason.config import EMBEDDED_MODEL, SMOLLM2, RunConfig, load_config
 
 
@@ -24,11 +26,14 @@ def model_settings(model: str, adapter: str | None = None) -> tuple[str | None, 
     path = Path(model)
     if model in (EMBEDDED_MODEL, SMOLLM2) and not path.exists():
         return None, [f"model.path={model}", *_adapter_overrides(adapter)]
-    if (path / "final").is_dir() and (path / "recipe.yaml").is_file():  # a run directory
+    if (path / "recipe.yaml").is_file():  # a run directory
+        if not (path / "final").is_dir():
+            raise ValueError(f"MODEL: the run {model!r} has no final/ model (it ran with output.save_model=false, "
+                             "or has not finished)")
         _, overrides = model_settings(str(path / "final"), adapter)
-        recorded = load_config(path / "recipe.yaml").model.path
-        if not Path(overrides[0].split("=", 1)[1]).exists():
-            overrides[0] = f"model.path={recorded}"  # an adapter whose recorded base moved: the run's model
+        if not Path(overrides[0].split("=", 1)[1]).exists():  # an adapter whose recorded base moved: the run's
+            recorded = (yaml.safe_load((path / "recipe.yaml").read_text()) or {}).get("model", {}).get("path")
+            overrides[0] = f"model.path={recorded}"
         return str(path / "recipe.yaml"), overrides
     if (path / "adapter_config.json").is_file():
         base = adapter_settings(path).get("base_model_name_or_path") or ""
@@ -100,14 +105,14 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
                     "seconds": time.perf_counter() - start,
                     "metrics": group_summary(groups, ks, same_answer_of(verifier) if verifier else None)}
                 for g in groups:
-                    rows.write(json.dumps(problem_record(task, g)) + "\n")
+                    rows.write(json.dumps(problem_record(task, g), default=str) + "\n")
                 if console is not None:
                     console.print(f"{task}: {len(groups)} problems x {cfg.eval.samples} in "
                                   f"{time.perf_counter() - start:.0f}s" + (f", {too_long} too long for the "
                                                                            "context (left out)" if too_long else ""))
         finally:
             cluster.shutdown()
-    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    (out / "eval.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "eval.md").write_text(table(report) + "\n")
     return report
 

@@ -14,7 +14,9 @@ Intervals: mean +- 1.96 standard errors over problems (the problems are the samp
 from __future__ import annotations
 
 import math
+import signal
 import statistics
+import threading
 from collections.abc import Callable, Sequence
 
 from rlreason.types import ScoredGroup, VerifyResult
@@ -60,11 +62,31 @@ def majority_vote(results: Sequence[VerifyResult], same: SameAnswer | None = Non
     return best[0][1]
 
 
+SAME_TIMEOUT_S = 2.0  # per comparison; math-verify's sympy can hang on adversarial answers
+
+
+class _Timeout(Exception):
+    pass
+
+
 def _safe_same(same: SameAnswer, a: str, b: str) -> bool:
+    """``same(a, b)``; False when it raises or (in the main thread, where a timer signal can interrupt it) takes
+    longer than ``SAME_TIMEOUT_S``: an answer that cannot be compared does not join another's vote."""
+    bounded = threading.current_thread() is threading.main_thread()
+    if bounded:
+        def _stop(signum, frame):
+            raise _Timeout()
+
+        previous = signal.signal(signal.SIGALRM, _stop)
+        signal.setitimer(signal.ITIMER_REAL, SAME_TIMEOUT_S)
     try:
         return bool(same(a, b))
-    except Exception:  # noqa: BLE001 - an unparsable answer simply does not join another's vote
+    except Exception:  # noqa: BLE001 - _Timeout included
         return False
+    finally:
+        if bounded:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def problem_metrics(group: ScoredGroup, ks: Sequence[int], same: SameAnswer | None = None,

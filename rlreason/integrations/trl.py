@@ -7,8 +7,10 @@
   deadline per call (and the code sandbox), so a hostile completion costs its own score, never the trainer.
 - ``trl:module:function`` as a verifier name (``tasks.verifier``, a ``tasks.rewards`` term, ``rlreason verify``):
   a TRL-style reward function ``f(prompts, completions, **kwargs) -> list[float | None]`` scores one completion
-  per call, with ``reference`` and the problem's extra fields as keyword lists (None scores 0). A completion is
-  correct when its score reaches 1.
+  per call, with the reference as both ``reference`` and ``solution`` (TRL's own functions read ``solution``) and
+  the problem's extra fields as keyword lists (None scores 0). Completions go as text; a function that fails on
+  text (it indexes ``completion[0]["content"]``) gets TRL's conversational form instead. A completion is correct
+  when its score reaches 1.
 """
 
 from __future__ import annotations
@@ -57,7 +59,12 @@ def as_verifier(fn: Callable[..., list]) -> Callable[[str, Problem], VerifyResul
     """A TRL-style reward function as a verifier (see the module docstring)."""
     def verify(completion: str, problem: Problem) -> VerifyResult:
         extra = {k: [v] for k, v in problem.meta.items() if k != "messages"}
-        scores = fn(prompts=[problem.prompt], completions=[completion], reference=[problem.reference], **extra)
+        extra.update(reference=[problem.reference], solution=[problem.reference])  # TRL's own functions: solution
+        try:
+            scores = fn(prompts=[problem.prompt], completions=[completion], **extra)
+        except (TypeError, KeyError, IndexError):  # a function written for TRL's conversational format
+            scores = fn(prompts=[[{"role": "user", "content": problem.prompt}]],
+                        completions=[[{"role": "assistant", "content": completion}]], **extra)
         if len(scores) != 1:
             raise ValueError(f"TRL reward function {fn.__name__} returned {len(scores)} scores for one completion")
         score = scores[0]

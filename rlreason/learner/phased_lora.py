@@ -29,6 +29,10 @@ from rlreason.types import WeightUpdate
 class PhasedLoraPolicy(LoraPolicy):
     def __init__(self, cfg, device: torch.device) -> None:
         super().__init__(cfg, device)
+        first = self.peft.peft_config[self.adapter]
+        if getattr(first, "rank_pattern", None) or getattr(first, "alpha_pattern", None):
+            raise ValueError("continual.adapters: per_phase stacks adapters of one rank and scale; the starting "
+                             "adapter has per-layer rank_pattern/alpha_pattern")
         self.phases = [self.adapter]  # adapter names, oldest first; the last one trains
 
     def new_phase(self) -> list[torch.nn.Parameter]:

@@ -104,6 +104,14 @@ def read_rows(source: str, config: str | None = None, split: str = "train") -> l
                 return pq.read_table(path).to_pylist()
             except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one line
                 raise ValueError(f"{source}: not a readable Parquet file ({type(e).__name__})") from None
+        if path.suffix == ".json" and path.read_text(encoding="utf-8", errors="replace").lstrip().startswith("["):
+            try:
+                rows = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{source}: not valid JSON ({e.msg}, line {e.lineno})") from None
+            if not all(isinstance(r, dict) for r in rows):
+                raise ValueError(f"{source}: a JSON array of objects expected")
+            return rows
         if path.suffix in (".jsonl", ".json"):
             return _jsonl_rows(path)
         raise ValueError(f"{source}: unsupported file type {path.suffix!r} (allowed: {', '.join(SUFFIXES)})")
@@ -154,12 +162,18 @@ class FileTask:
         return self.spec.task_name
 
     @property
+    def needs_chat_template(self) -> bool:
+        return self.spec.messages is not None
+
+    @property
     def description(self) -> str:
         return f"your data: {self.spec.data} ({len(self.train)} train, {len(self.held)} held-out rows)"
 
     @classmethod
     def load(cls, spec: DataTaskSpec) -> "FileTask":
         rows = read_rows(spec.data, spec.config, spec.split)
+        if not rows:
+            raise ValueError(f"{spec.data}: no rows")
         problems = [to_problem(spec, row, i) for i, row in enumerate(rows)]
         if spec.eval_data is not None:
             held = [to_problem(spec, row, i, "eval") for i, row in enumerate(read_rows(spec.eval_data))]
@@ -181,6 +195,8 @@ class FileTask:
                              "train on")
         held = {p.prompt for p in self.held}
         problems = [p for p in self.train if p.prompt not in held]
+        if not problems:
+            raise ValueError(f"task {self.name!r}: every training prompt is also a held-out prompt")
         rng = random.Random(f"{self.name}:{seed}")
         while True:
             rng.shuffle(problems)
