@@ -64,7 +64,12 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         console.print(f"{result['steps']} steps, {result['consumed']} stream problems trained"
                       + (", stream closed" if result["closed"] else "") + f", wall {result['wall_s']:.0f}s")
         return
-    run_training(cfg, console)
+    from rlreason.learner.learner import NonFiniteError
+
+    try:
+        run_training(cfg, console)
+    except NonFiniteError as e:  # raised in the learner actor; its own message says what to try
+        _fail(str(getattr(e, "cause", None) or e).strip().splitlines()[-1], 1)
 
 
 @app.command()

@@ -189,6 +189,8 @@ class TrainConfig(Section):
                                                 "bfloat16 (the learner then autocasts the rest)")
     kl_to_ref_every: int = Field(10, ge=0, description="with LoRA, measure the KL to the base model (kl_to_ref) "
                                  "every N steps when no KL term needs it anyway; costs a forward pass (0: never)")
+    max_nonfinite_in_a_row: int = Field(5, ge=1, description="stop after this many updates in a row skipped for a "
+                                        "non-finite loss or gradient")
 
 
 class EvalConfig(Section):

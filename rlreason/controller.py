@@ -28,6 +28,7 @@ class Context:
     learner: object
     scorer: Scorer
     retired: set[str] = field(default_factory=set)  # problem ids the policy already solves (leave the pool)
+    too_long: int = 0  # training prompts left out so far: prompt + rollout.max_tokens over model.max_model_len
 
 
 def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> Iterator[Problem]:
@@ -107,7 +108,7 @@ def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Pr
     stats = ray.get(ctx.learner.train_step.remote(batch))
     sync = push_weights(ctx)
     return {**rollout_metrics(groups, gen_time), **stats.metrics, "policy_version": stats.version,
-            "filtered_groups": dropped, "retired_prompts": retired, **sync,
+            "filtered_groups": dropped, "retired_prompts": retired, "too_long_prompts": float(ctx.too_long), **sync,
             "step_time_s": time.perf_counter() - start}
 
 
@@ -189,6 +190,16 @@ def fitting(ctx: Context, problems: list[Problem]) -> tuple[list[Problem], int]:
     lengths = ray.get(ctx.workers[0].prompt_lengths.remote(problems)) if problems else []
     kept = [p for p, n in zip(problems, lengths) if n <= room]
     return kept, len(problems) - len(kept)
+
+
+def fitting_stream(ctx: Context, stream: Iterator[Problem], chunk: int = 64) -> Iterator[Problem]:
+    """``stream`` without the prompts that cannot fit the context (counted in ``ctx.too_long``, never sent to an
+    engine); lengths are asked of a rollout worker ``chunk`` problems at a time."""
+    while True:
+        problems = [next(stream) for _ in range(chunk)]
+        kept, dropped = fitting(ctx, problems)
+        ctx.too_long += dropped
+        yield from (p for p in kept if p.id not in ctx.retired)  # retired while this chunk waited
 
 
 def evaluate_groups(ctx: Context, name: str, n: int, temperature: float) -> tuple[list[ScoredGroup], int]:

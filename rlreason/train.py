@@ -18,7 +18,8 @@ import yaml
 
 from rlreason.config import RunConfig
 from rlreason.console import StepProgress, print_eval_table
-from rlreason.controller import Context, evaluate, problem_stream, rl_step
+from rlreason.controller import Context, evaluate, fitting_stream, problem_stream, rl_step
+from rlreason.learner.learner import NonFiniteError
 from rlreason.metrics import MemoryMonitor, MetricsLogger
 from rlreason.scoring import Scorer
 
@@ -82,12 +83,12 @@ def train(cfg: RunConfig, console=None) -> RunSummary:
         summary.before = evaluate_and_log(ctx, log, 0, console, "before") if cfg.eval.before else {}
         try:
             _loop(ctx, log, console, summary)
-        except KeyboardInterrupt:  # keep what was learned; metrics.jsonl is already on disk
+        except (KeyboardInterrupt, NonFiniteError):  # keep what was learned; metrics.jsonl is already on disk
             import ray
 
             saved = ray.get(ctx.learner.save.remote(str((run.run_dir / f"interrupted-{summary.steps}").resolve())))
             if console is not None:
-                console.print(f"[yellow]interrupted after step {summary.steps}; model saved to {saved}[/]")
+                console.print(f"[yellow]stopped after step {summary.steps}; model saved to {saved}[/]")
             raise
         summary.after = evaluate_and_log(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
         if cfg.output.save_model:
@@ -100,7 +101,7 @@ def train(cfg: RunConfig, console=None) -> RunSummary:
 
 
 def _loop(ctx: Context, log: MetricsLogger, console, summary: RunSummary) -> None:
-    cfg, stream = ctx.cfg, problem_stream(ctx.cfg, ctx.retired)
+    cfg, stream = ctx.cfg, fitting_stream(ctx, problem_stream(ctx.cfg, ctx.retired))
     with StepProgress(console, cfg.train.steps) as progress:
         for step in range(1, cfg.train.steps + 1):
             metrics = rl_step(ctx, list(itertools.islice(stream, cfg.rollout.prompts_per_step)),
