@@ -213,6 +213,8 @@ class OutputConfig(Section):
     trackers: tuple[Literal["wandb", "mlflow"], ...] = Field((), description="also log to these (extras: pip "
                                                              "install 'rlreason[trackers]')")
     project: str = Field("rlreason", description="the trackers' project / experiment name")
+    run: str | None = Field(None, description="this run's directory; the commands set it: a fresh <dir>/<name>"
+                            "[-K], or with --resume the newest existing one")
 
 
 class Phase(Section):
@@ -282,7 +284,7 @@ class RunConfig(Section):
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output.dir) / self.name
+        return Path(self.output.run) if self.output.run else Path(self.output.dir) / self.name
 
 
 # -- loading ----------------------------------------------------------------------------------------------

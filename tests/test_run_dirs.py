@@ -1,0 +1,43 @@
+"""A run never touches another run's files: a second run of the same recipe gets its own directory; only
+--resume continues one."""
+
+import json
+import subprocess
+import sys
+
+from rlreason.rundirs import choose_run_dir
+
+
+def test_choose_run_dir_numbers_new_runs_and_resumes_the_newest(tmp_path):
+    base = tmp_path / "runs" / "x"
+    assert choose_run_dir(base, resume=False) == (base, False)
+    assert choose_run_dir(base, resume=True) == (base, False)  # nothing to resume: a fresh run
+    base.mkdir(parents=True)
+    assert choose_run_dir(base, resume=False) == (tmp_path / "runs" / "x-2", False)
+    (tmp_path / "runs" / "x-2").mkdir()
+    (tmp_path / "runs" / "x-10").mkdir()
+    (tmp_path / "runs" / "x-y").mkdir()
+    assert choose_run_dir(base, resume=False) == (tmp_path / "runs" / "x-11", False)
+    assert choose_run_dir(base, resume=True) == (tmp_path / "runs" / "x-10", True)
+
+
+def test_running_the_same_recipe_twice_leaves_the_first_runs_files_unchanged(tmp_path):
+    args = [sys.executable, "-m", "rlreason.cli", "train", "train.steps=1", "rollout.prompts_per_step=2",
+            "rollout.group_size=2", "eval.before=false", "tasks.eval_size=4", "eval.samples=1",
+            "output.tensorboard=false", "name=same"]
+    first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "runs" / "same"
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert (run / "final").is_dir() and (run / "summary.json").is_file()
+    second = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "runs/same-2" in second.stdout
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
+    assert json.loads((tmp_path / "runs" / "same-2" / "summary.json").read_text())["steps"] == 1
+    # a recipe saved by the first run, run again, also gets a directory of its own
+    third = subprocess.run([*args[:4], "runs/same/recipe.yaml", *args[4:]], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600)
+    assert third.returncode == 0 and "runs/same-3" in third.stdout, third.stderr[-3000:]
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
