@@ -6,6 +6,7 @@ A bad recipe exits with code 2 and one line naming the field and what is allowed
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,6 +15,10 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Post-train language models to reason with reinforcement learning.")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -42,10 +47,7 @@ def _recipe(args: Optional[list[str]], ray_address: Optional[str], resume: Optio
         if resume is None or any(o.startswith("output.run=") for o in overrides):  # an explicit directory
             return cfg
         # a recipe saved by an earlier run names that run's directory: never reuse it without --resume
-        run_dir, continuing = choose_run_dir(Path(cfg.output.dir) / cfg.name, resume)
-        if continuing and not cfg.tasks.stream:
-            _fail("--resume: only online runs (tasks.stream) can continue yet; a fixed-steps run needs the "
-                  "checkpoints that are still to come")
+        run_dir, _ = choose_run_dir(Path(cfg.output.dir) / cfg.name, resume)
         return load_config(recipe, [*overrides, f"output.run={run_dir}"])
     except RecipeError as e:
         _fail(str(e))
@@ -55,8 +57,9 @@ def _recipe(args: Optional[list[str]], ray_address: Optional[str], resume: Optio
 def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or shipped recipe name] "
                                                                   "[dotted.key=value ...]"),
           ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster"),
-          resume: bool = typer.Option(False, "--resume", help="continue the newest run of this recipe name (online "
-                                                               "runs: the stream where it stopped)")) -> None:
+          resume: bool = typer.Option(False, "--resume", help="continue the newest run of this recipe name from its "
+                                                               "newest intact checkpoint (online runs: the stream "
+                                                               "where it stopped)")) -> None:
     """Train with a recipe (the default one when none is given). A new run never writes into an earlier one's
     directory: it gets <name>-2, -3... when <name> is taken."""
     cfg = _recipe(args, ray_address, resume)
@@ -79,8 +82,9 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         return
     from rlreason.learner.learner import NonFiniteError
 
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C: checkpoint, shut down, exit
     try:
-        run_training(cfg, console)
+        run_training(cfg, console, resume=resume and cfg.run_dir.exists())
     except NonFiniteError as e:  # raised in the learner actor; its own message says what to try
         _fail(str(getattr(e, "cause", None) or e).strip().splitlines()[-1], 1)
 

@@ -31,16 +31,64 @@ class Context:
     too_long: int = 0  # training prompts left out so far: prompt + rollout.max_tokens over model.max_model_len
 
 
-def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> Iterator[Problem]:
+class ProblemStream:
     """Endless training problems, mixing the train tasks by their weights; never a held-out prompt, never one
-    whose id is in ``retired`` (read live, so retiring takes effect on the next draw)."""
-    streams = [get_task(name).train_problems(cfg.seed, cfg.tasks.data_dir) for name in cfg.tasks.train]
-    weights = cfg.tasks.weights or [1.0] * len(streams)
-    rng = random.Random(cfg.seed)
-    while True:
-        problem = next(rng.choices(streams, weights)[0])
-        if retired is None or problem.id not in retired:
-            yield as_configured(cfg, problem)
+    whose id is in ``retired`` (read live, so retiring takes effect on the next draw).
+
+    ``drawn`` counts the underlying draws (retired ones included): a fresh stream of the same recipe that
+    ``skip``s that many is exactly where this one is (how a resumed run continues its data)."""
+
+    def __init__(self, cfg: RunConfig, retired: set[str] | None = None) -> None:
+        self.cfg, self.retired, self.drawn = cfg, retired, 0
+        self._streams = [get_task(name).train_problems(cfg.seed, cfg.tasks.data_dir) for name in cfg.tasks.train]
+        self._weights = cfg.tasks.weights or [1.0] * len(self._streams)
+        self._rng = random.Random(cfg.seed)
+
+    def _draw(self) -> Problem:
+        self.drawn += 1
+        return next(self._rng.choices(self._streams, self._weights)[0])
+
+    def __iter__(self) -> "ProblemStream":
+        return self
+
+    def __next__(self) -> Problem:
+        while True:
+            problem = self._draw()
+            if self.retired is None or problem.id not in self.retired:
+                return as_configured(self.cfg, problem)
+
+    def skip(self, n: int) -> None:
+        for _ in range(n):
+            self._draw()
+
+
+def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> ProblemStream:
+    return ProblemStream(cfg, retired)
+
+
+def take_fitting(ctx: Context, stream: Iterator[Problem], n: int) -> list[Problem]:
+    """The next ``n`` problems of ``stream`` that fit the context (those that do not are counted in
+    ``ctx.too_long`` and never sent to an engine). Draws no more than it uses, so a stream's position stays exact."""
+    kept: list[Problem] = []
+    while len(kept) < n:
+        fit, dropped = fitting(ctx, [next(stream) for _ in range(n - len(kept))])
+        ctx.too_long += dropped
+        kept += fit
+    return kept
+
+
+def step_seed(seed: int, step: int, rank: int, salt: str = "rollout") -> int:
+    """The sampling seed of rollout worker ``rank`` at ``step``: a function of the run's seed only, so a resumed
+    run samples exactly as the uninterrupted one would."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{rank}:{salt}".encode()).digest()[:8], "little") >> 1
+
+
+def reseed_engines(ctx: Context, step: int, salt: str = "rollout") -> None:
+    import ray
+
+    ray.get([w.reseed.remote(step_seed(ctx.cfg.seed, step, rank, salt)) for rank, w in enumerate(ctx.workers)])
 
 
 def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
@@ -94,12 +142,15 @@ def push_weights(ctx: Context) -> dict[str, float]:
     return {"weight_sync_s": seconds, "weight_sync_bytes": float(ray.get(ctx.learner.last_export_bytes.remote()))}
 
 
-def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None = None
-            ) -> dict[str, float]:
-    """One step of the loop; returns its flat metrics. ``more(n)`` supplies refills for dynamic sampling."""
+def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None = None,
+            step: int | None = None) -> dict[str, float]:
+    """One step of the loop; returns its flat metrics. ``more(n)`` supplies refills for dynamic sampling. With
+    ``step``, the engines' sampling is seeded from (run seed, step, worker) first."""
     import ray
 
     cfg, start = ctx.cfg, time.perf_counter()
+    if step is not None:
+        reseed_engines(ctx, step)
     groups, gen_time, dropped = collect_groups(ctx, problems, more)
     retired = retire_solved(ctx, groups)
     if cfg.algorithm.needs_greedy_baseline:

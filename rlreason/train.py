@@ -7,7 +7,6 @@ TensorBoard events, ``summary.json`` and the final model as a Hugging Face direc
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -18,7 +17,9 @@ import yaml
 
 from rlreason.config import RunConfig
 from rlreason.console import StepProgress, print_eval_table
-from rlreason.controller import Context, evaluate, fitting_stream, problem_stream, rl_step
+from rlreason.checkpoint import latest_checkpoint, save_checkpoint, trim_metrics
+from rlreason.controller import (Context, evaluate, problem_stream, push_weights, reseed_engines, rl_step,
+                                 take_fitting)
 from rlreason.learner.learner import NonFiniteError
 from rlreason.metrics import MemoryMonitor, MetricsLogger
 from rlreason.scoring import Scorer
@@ -76,21 +77,24 @@ def session(cfg: RunConfig) -> Iterator[Session]:
             cluster.shutdown()
 
 
-def train(cfg: RunConfig, console=None) -> RunSummary:
+def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
+    """Train ``cfg.train.steps`` steps. ``resume``: continue the run in ``cfg.run_dir`` from its newest intact
+    checkpoint (from step 0 in the same directory when it has none)."""
     start, summary = time.perf_counter(), RunSummary()
+    restored = restore_point(cfg, console) if resume else None
     with session(cfg) as run:
-        ctx, log = run.ctx, run.log
-        summary.before = evaluate_and_log(ctx, log, 0, console, "before") if cfg.eval.before else {}
+        stream = problem_stream(cfg, run.ctx.retired)
+        if restored is not None:
+            _restore(run, stream, summary, *restored, console)
+        elif cfg.eval.before:
+            summary.before = evaluate_and_log(run.ctx, run.log, 0, console, "before")
         try:
-            _loop(ctx, log, console, summary)
+            _loop(run, stream, console, summary)
         except (KeyboardInterrupt, NonFiniteError):  # keep what was learned; metrics.jsonl is already on disk
-            import ray
-
-            saved = ray.get(ctx.learner.save.remote(str((run.run_dir / f"interrupted-{summary.steps}").resolve())))
-            if console is not None:
-                console.print(f"[yellow]stopped after step {summary.steps}; model saved to {saved}[/]")
+            _on_stop(run, stream, summary, console)
             raise
-        summary.after = evaluate_and_log(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
+        _checkpoint(run, stream, summary)  # on exit too: --resume with more train.steps continues from here
+        summary.after = evaluate_and_log(run.ctx, run.log, cfg.train.steps, console, "after") if cfg.eval.after else {}
         if cfg.output.save_model:
             summary.model_dir = run.save_final()
     summary.peak_memory_gib = run.memory.peak_gib
@@ -100,22 +104,75 @@ def train(cfg: RunConfig, console=None) -> RunSummary:
     return summary
 
 
-def _loop(ctx: Context, log: MetricsLogger, console, summary: RunSummary) -> None:
-    cfg, stream = ctx.cfg, fitting_stream(ctx, problem_stream(ctx.cfg, ctx.retired))
+def _loop(run: Session, stream, console, summary: RunSummary) -> None:
+    ctx, cfg = run.ctx, run.ctx.cfg
+    every = cfg.train.checkpoint_every
+
+    def take(n: int) -> list:
+        return take_fitting(ctx, stream, n)
+
     with StepProgress(console, cfg.train.steps) as progress:
-        for step in range(1, cfg.train.steps + 1):
-            metrics = rl_step(ctx, list(itertools.islice(stream, cfg.rollout.prompts_per_step)),
-                              more=lambda n: list(itertools.islice(stream, n)))
-            log.write(step, metrics)
+        for step in range(summary.steps + 1, cfg.train.steps + 1):
+            metrics = rl_step(ctx, take(cfg.rollout.prompts_per_step), more=take, step=step)
+            run.log.write(step, metrics)
             progress.update(step, metrics)
             summary.steps = step
             if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
-                evaluate_and_log(ctx, log, step, console, f"step {step}")
+                evaluate_and_log(ctx, run.log, step, console, f"step {step}")
+            if every and step % every == 0 and step < cfg.train.steps:
+                _checkpoint(run, stream, summary)
+
+
+def _checkpoint(run: Session, stream, summary: RunSummary):
+    ctx = run.ctx
+    state = {"step": summary.steps, "drawn": stream.drawn, "retired": sorted(ctx.retired),
+             "too_long": ctx.too_long, "before": summary.before}
+    return save_checkpoint(run.run_dir, summary.steps, ctx.learner, state, ctx.cfg.train.keep_checkpoints)
+
+
+def restore_point(cfg: RunConfig, console) -> tuple[Path, dict] | None:
+    """The newest intact checkpoint of ``cfg.run_dir`` (reporting unusable ones); metrics of later steps are
+    dropped, since the resumed run writes them again."""
+    say = print if console is None else console.print
+    found = latest_checkpoint(cfg.run_dir, say)
+    trim_metrics(cfg.run_dir, found[1]["step"] if found else -1)
+    if found is None:
+        say(f"no usable checkpoint in {cfg.run_dir}/checkpoints: starting from step 0 in the same directory")
+    return found
+
+
+def _restore(run: Session, stream, summary: RunSummary, checkpoint: Path, state: dict, console) -> None:
+    """The learner's state from ``checkpoint``, pushed to the engines; the stream, retired prompts and counters
+    where they were."""
+    import ray
+
+    version = ray.get(run.ctx.learner.load_checkpoint.remote(str(checkpoint.resolve())))
+    push_weights(run.ctx)
+    stream.skip(state["drawn"])
+    run.ctx.retired.update(state["retired"])
+    run.ctx.too_long = state["too_long"]
+    summary.steps, summary.before = state["step"], state["before"]
+    if console is not None:
+        console.print(f"resuming from {checkpoint.name}: step {state['step']} done (policy version {version})")
+
+
+def _on_stop(run: Session, stream, summary: RunSummary, console) -> None:
+    """Interrupted or stopped: a checkpoint of the last completed step when the learner is at it, and the model."""
+    import ray
+
+    note = ""
+    if ray.get(run.ctx.learner.get_version.remote()) == summary.steps and summary.steps > 0:
+        note = f"; checkpoint {_checkpoint(run, stream, summary).name}"
+    saved = ray.get(run.ctx.learner.save.remote(str((run.run_dir / f"interrupted-{summary.steps}").resolve())))
+    if console is not None:
+        console.print(f"[yellow]stopped after step {summary.steps}; model saved to {saved}{note}; continue with "
+                      "--resume[/]")
 
 
 def evaluate_and_log(ctx: Context, log: MetricsLogger, step: int, console, label: str,
                      tasks: tuple[str, ...] | None = None) -> dict[str, float]:
     start = time.perf_counter()
+    reseed_engines(ctx, step, "eval")  # evaluations sample reproducibly too (and a resumed run's the same way)
     result = evaluate(ctx, tasks)
     log.write(step, result, kind="eval")
     if console is not None:

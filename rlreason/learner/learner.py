@@ -226,6 +226,18 @@ class Learner:
         self.scheduler.lr_lambdas.append(self.scheduler.lr_lambdas[0])
         self.params += fresh
 
+    def save_checkpoint(self, directory: str) -> str:
+        from rlreason.learner.checkpointing import save_learner
+
+        return str(save_learner(self, Path(directory)))
+
+    def load_checkpoint(self, directory: str) -> int:
+        """Restore a checkpoint's state; returns the policy version it was saved at."""
+        from rlreason.learner.checkpointing import load_learner
+
+        load_learner(self, Path(directory))
+        return self.version
+
     def last_export_bytes(self) -> int:
         return self._export_bytes
 

@@ -1,0 +1,106 @@
+"""Checkpoints of a training run: ``<run>/checkpoints/step-NNNNNN/`` with the learner's state (``learner.pt``),
+the controller's (``controller.json``: step, stream position, retired prompts, counters) and ``COMPLETE``, a
+manifest of every file's size and SHA-256 written last.
+
+Written atomically: into ``.tmp-step-NNNNNN/``, every file fsynced, then renamed into place (and the directory
+fsynced), so a crash leaves either a whole checkpoint or none. The newest ``train.keep_checkpoints`` are kept. On
+resume a checkpoint whose manifest is missing or whose files do not match it is reported in one line and skipped
+for the one before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+COMPLETE = "COMPLETE"
+CONTROLLER = "controller.json"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(run_dir: Path, step: int, learner, controller: dict, keep: int) -> Path:
+    """Write the checkpoint of ``step`` (``learner``: the Ray actor handle) and drop all but the newest ``keep``."""
+    import ray
+
+    root = Path(run_dir) / "checkpoints"
+    tmp, final = root / f".tmp-step-{step:06d}", root / f"step-{step:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    ray.get(learner.save_checkpoint.remote(str(tmp.resolve())))
+    (tmp / CONTROLLER).write_text(json.dumps(controller))
+    files = sorted(p for p in tmp.iterdir() if p.is_file())
+    for path in files:
+        _fsync(path)
+    manifest = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    (tmp / COMPLETE).write_text(json.dumps(manifest, indent=1))
+    _fsync(tmp / COMPLETE)
+    _fsync(tmp)
+    if final.exists():  # a resumed run reaching the same step again
+        shutil.rmtree(final)
+    tmp.rename(final)
+    _fsync(root)
+    for old in sorted(root.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be used (None: it is complete and intact)."""
+    if not (checkpoint / COMPLETE).is_file():
+        return "incomplete (no COMPLETE manifest)"
+    try:
+        manifest = json.loads((checkpoint / COMPLETE).read_text())
+    except json.JSONDecodeError:
+        return "corrupt manifest"
+    for name, want in manifest.items():
+        path = checkpoint / name
+        if not path.is_file() or path.stat().st_size != want["bytes"]:
+            return f"{name} is missing or truncated"
+        if _sha256(path) != want["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def latest_checkpoint(run_dir: Path, echo=print) -> tuple[Path, dict] | None:
+    """The newest intact checkpoint and its controller state; each unusable newer one is reported in one line."""
+    for checkpoint in sorted((Path(run_dir) / "checkpoints").glob("step-*"), reverse=True):
+        why = problem(checkpoint)
+        if why is None:
+            return checkpoint, json.loads((checkpoint / CONTROLLER).read_text())
+        echo(f"checkpoint {checkpoint.name} is unusable: {why}; trying the one before")
+    return None
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """Drop the metrics of steps after ``step`` (the resumed run writes them again), atomically."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:  # a line cut short by the crash
+            continue
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
