@@ -102,3 +102,40 @@ def test_ctrl_c_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path):
     while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family):
         assert time.monotonic() < deadline, "processes left behind after Ctrl-C"
         time.sleep(0.5)
+
+
+def _learner_step(learner, batch):
+    return learner.train_step(batch).metrics
+
+
+def test_a_restored_learner_takes_exactly_the_step_the_original_takes(tmp_path):
+    """In-process, for every policy kind: full weights; LoRA with one adapter per phase, anchor and continual
+    backprop (the most state there is)."""
+    import torch
+    from batches import good_and_bad_groups
+    from transformers import AutoTokenizer
+
+    from rlreason.batching import build_train_batch
+    from rlreason.config import load_config
+    from rlreason.learner.learner import Learner
+
+    for overrides in ([], ["model.lora.rank=4", "train.lr=0.003", "continual.adapters=per_phase",
+                           "continual.phases=[{task: addition, steps: 1}, {task: programs, steps: 1}]",
+                           "continual.anchor=true", "algorithm.kl_coef=0.05", "continual.cbp_every=1",
+                           "continual.cbp_maturity=0", "train.minibatches=2"]):
+        cfg = load_config(None, overrides)
+        original = Learner(cfg)
+        batch = build_train_batch(good_and_bad_groups(AutoTokenizer.from_pretrained(original.policy.path), 6),
+                                  original.algo)
+        _learner_step(original, batch)
+        if cfg.model.uses_lora:
+            original.new_phase()
+            original.set_anchor()
+            _learner_step(original, batch)
+        original.save_checkpoint(str(tmp_path))
+        restored = Learner(cfg)
+        assert restored.load_checkpoint(str(tmp_path)) == original.version
+        a, b = _learner_step(original, batch), _learner_step(restored, batch)
+        assert a == {**b, "learner_time_s": a["learner_time_s"]}
+        for (n, p), (_, q) in zip(original.model.named_parameters(), restored.model.named_parameters()):
+            assert torch.equal(p, q), n
