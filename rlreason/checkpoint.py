@@ -18,6 +18,19 @@ from pathlib import Path
 
 COMPLETE = "COMPLETE"
 CONTROLLER = "controller.json"
+REQUIRED = ("learner.pt", CONTROLLER)
+# what may change between a run and its --resume (everything else must match the checkpoint's recipe)
+MAY_CHANGE = ("train.steps", "train.lr", "train.checkpoint_every", "train.keep_checkpoints",
+              "train.max_nonfinite_in_a_row", "eval.", "output.", "ray.")
+
+
+def _step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[1])
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoint directories, oldest first (by step number, not by name)."""
+    return sorted((Path(run_dir) / "checkpoints").glob("step-*"), key=_step)
 
 
 def _fsync(path: Path) -> None:
@@ -42,7 +55,8 @@ def save_checkpoint(run_dir: Path, step: int, learner, controller: dict, keep: i
 
     root = Path(run_dir) / "checkpoints"
     tmp, final = root / f".tmp-step-{step:06d}", root / f"step-{step:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for leftover in root.glob(".tmp-step-*"):  # from a write that was cut short
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir(parents=True)
     ray.get(learner.save_checkpoint.remote(str(tmp.resolve())))
     (tmp / CONTROLLER).write_text(json.dumps(controller))
@@ -53,12 +67,15 @@ def save_checkpoint(run_dir: Path, step: int, learner, controller: dict, keep: i
     (tmp / COMPLETE).write_text(json.dumps(manifest, indent=1))
     _fsync(tmp / COMPLETE)
     _fsync(tmp)
-    if final.exists():  # a resumed run reaching the same step again
-        shutil.rmtree(final)
+    old = root / f".old-step-{step:06d}"
+    if final.exists():  # a resumed run reaching the same step again: the old one goes only once the new is in
+        final.rename(old)
     tmp.rename(final)
     _fsync(root)
-    for old in sorted(root.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    others = [c for c in checkpoints(run_dir) if c != final]  # the one just written is never rotated out
+    for stale in others[: max(0, len(others) - (keep - 1))]:
+        shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
@@ -70,6 +87,9 @@ def problem(checkpoint: Path) -> str | None:
         manifest = json.loads((checkpoint / COMPLETE).read_text())
     except json.JSONDecodeError:
         return "corrupt manifest"
+    missing = [name for name in REQUIRED if name not in manifest]
+    if missing:
+        return f"{', '.join(missing)} not in it (written on another machine's disk?)"
     for name, want in manifest.items():
         path = checkpoint / name
         if not path.is_file() or path.stat().st_size != want["bytes"]:
@@ -80,13 +100,28 @@ def problem(checkpoint: Path) -> str | None:
 
 
 def latest_checkpoint(run_dir: Path, echo=print) -> tuple[Path, dict] | None:
-    """The newest intact checkpoint and its controller state; each unusable newer one is reported in one line."""
-    for checkpoint in sorted((Path(run_dir) / "checkpoints").glob("step-*"), reverse=True):
+    """The newest intact checkpoint and its controller state. Each unusable newer one is reported in one line and
+    renamed ``unusable-step-N`` (kept for inspection, out of rotation and of later resumes)."""
+    for checkpoint in reversed(checkpoints(run_dir)):
         why = problem(checkpoint)
         if why is None:
             return checkpoint, json.loads((checkpoint / CONTROLLER).read_text())
         echo(f"checkpoint {checkpoint.name} is unusable: {why}; trying the one before")
+        checkpoint.rename(checkpoint.with_name(f"unusable-{checkpoint.name}"))
     return None
+
+
+def recipe_changes(saved: dict, current: dict) -> list[str]:
+    """Fields whose value differs between the checkpoint's recipe and the current one, outside ``MAY_CHANGE``."""
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    a, b = flat(saved), flat(current)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not k.startswith(MAY_CHANGE)]
 
 
 def trim_metrics(run_dir: Path, step: int) -> None:

@@ -6,7 +6,6 @@ A bad recipe exits with code 2 and one line naming the field and what is allowed
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,10 +14,6 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Post-train language models to reason with reinforcement learning.")
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -80,11 +75,13 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         console.print(f"{result['steps']} steps, {result['consumed']} stream problems trained"
                       + (", stream closed" if result["closed"] else "") + f", wall {result['wall_s']:.0f}s")
         return
+    from rlreason.config import RecipeError
     from rlreason.learner.learner import NonFiniteError
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C: checkpoint, shut down, exit
     try:
         run_training(cfg, console, resume=resume and cfg.run_dir.exists())
+    except RecipeError as e:
+        _fail(str(e))
     except NonFiniteError as e:  # raised in the learner actor; its own message says what to try
         _fail(str(getattr(e, "cause", None) or e).strip().splitlines()[-1], 1)
 

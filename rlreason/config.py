@@ -191,7 +191,7 @@ class TrainConfig(Section):
                                  "every N steps when no KL term needs it anyway; costs a forward pass (0: never)")
     max_nonfinite_in_a_row: int = Field(5, ge=1, description="stop after this many updates in a row skipped for a "
                                         "non-finite loss or gradient")
-    checkpoint_every: int = Field(50, ge=0, description="checkpoint every N steps, and on exit (0: only on exit)")
+    checkpoint_every: int = Field(50, ge=0, description="checkpoint every N steps and on exit (0: never)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (the newest)")
 
 

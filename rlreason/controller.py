@@ -70,11 +70,24 @@ def take_fitting(ctx: Context, stream: Iterator[Problem], n: int) -> list[Proble
     """The next ``n`` problems of ``stream`` that fit the context (those that do not are counted in
     ``ctx.too_long`` and never sent to an engine). Draws no more than it uses, so a stream's position stays exact."""
     kept: list[Problem] = []
+    dropped_in_a_row = 0
     while len(kept) < n:
         fit, dropped = fitting(ctx, [next(stream) for _ in range(n - len(kept))])
         ctx.too_long += dropped
+        dropped_in_a_row = 0 if fit else dropped_in_a_row + dropped
+        if dropped_in_a_row >= NOTHING_FITS:
+            raise ValueError(nothing_fits(ctx.cfg, dropped_in_a_row))
         kept += fit
     return kept
+
+
+NOTHING_FITS = 1000  # training prompts in a row too long for the context before a run gives up
+
+
+def nothing_fits(cfg: RunConfig, n: int) -> str:
+    return (f"{n} training prompts in a row do not fit model.max_model_len {cfg.model.max_model_len} with "
+            f"rollout.max_tokens {cfg.rollout.max_tokens}; raise the first (up to the model's limit) or lower the "
+            "second")
 
 
 def step_seed(seed: int, step: int, rank: int, salt: str = "rollout") -> int:
@@ -246,10 +259,14 @@ def fitting(ctx: Context, problems: list[Problem]) -> tuple[list[Problem], int]:
 def fitting_stream(ctx: Context, stream: Iterator[Problem], chunk: int = 64) -> Iterator[Problem]:
     """``stream`` without the prompts that cannot fit the context (counted in ``ctx.too_long``, never sent to an
     engine); lengths are asked of a rollout worker ``chunk`` problems at a time."""
+    dropped_in_a_row = 0
     while True:
         problems = [next(stream) for _ in range(chunk)]
         kept, dropped = fitting(ctx, problems)
         ctx.too_long += dropped
+        dropped_in_a_row = 0 if kept else dropped_in_a_row + dropped
+        if dropped_in_a_row >= NOTHING_FITS:
+            raise ValueError(nothing_fits(ctx.cfg, dropped_in_a_row))
         yield from (p for p in kept if p.id not in ctx.retired)  # retired while this chunk waited
 
 

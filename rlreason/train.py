@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from rlreason.config import RunConfig
+from rlreason.config import RecipeError, RunConfig
 from rlreason.console import StepProgress, print_eval_table
-from rlreason.checkpoint import latest_checkpoint, save_checkpoint, trim_metrics
+from rlreason.checkpoint import latest_checkpoint, recipe_changes, save_checkpoint, trim_metrics
 from rlreason.controller import (Context, evaluate, problem_stream, push_weights, reseed_engines, rl_step,
                                  take_fitting)
 from rlreason.learner.learner import NonFiniteError
@@ -30,6 +32,7 @@ class RunSummary:
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     steps: int = 0
+    position: dict = field(default_factory=dict)  # the controller's state after the last completed step
     wall_s: float = 0.0
     peak_memory_gib: float = 0.0
     model_dir: str | None = None
@@ -71,29 +74,45 @@ def session(cfg: RunConfig) -> Iterator[Session]:
         log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
                                        cfg.model_dump(mode="json")))
         cluster = start_cluster(cfg)
+        previous = _sigterm_as_interrupt()  # after Ray's start-up, which installs a handler that just exits
         try:
             yield Session(run_dir, Context(cfg, cluster.workers, cluster.learner, scorer), log, memory)
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             cluster.shutdown()
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop) takes Ctrl-C's path: checkpoint, shut down, exit. Returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
     """Train ``cfg.train.steps`` steps. ``resume``: continue the run in ``cfg.run_dir`` from its newest intact
     checkpoint (from step 0 in the same directory when it has none)."""
     start, summary = time.perf_counter(), RunSummary()
-    restored = restore_point(cfg, console) if resume else None
+    restored = restore_point(cfg, console) if resume and cfg.train.checkpoint_every else None
     with session(cfg) as run:
         stream = problem_stream(cfg, run.ctx.retired)
         if restored is not None:
             _restore(run, stream, summary, *restored, console)
         elif cfg.eval.before:
             summary.before = evaluate_and_log(run.ctx, run.log, 0, console, "before")
+        _mark(run, stream, summary)
         try:
             _loop(run, stream, console, summary)
-        except (KeyboardInterrupt, NonFiniteError):  # keep what was learned; metrics.jsonl is already on disk
-            _on_stop(run, stream, summary, console)
+        except (KeyboardInterrupt, NonFiniteError) as e:  # keep what was learned; metrics.jsonl is on disk
+            _on_stop(run, summary, console, checkpoint=isinstance(e, KeyboardInterrupt))
             raise
-        _checkpoint(run, stream, summary)  # on exit too: --resume with more train.steps continues from here
+        if cfg.train.checkpoint_every:  # on exit too: --resume with more train.steps continues from here
+            _checkpoint(run, summary)
         summary.after = evaluate_and_log(run.ctx, run.log, cfg.train.steps, console, "after") if cfg.eval.after else {}
         if cfg.output.save_model:
             summary.model_dir = run.save_final()
@@ -116,25 +135,37 @@ def _loop(run: Session, stream, console, summary: RunSummary) -> None:
             metrics = rl_step(ctx, take(cfg.rollout.prompts_per_step), more=take, step=step)
             run.log.write(step, metrics)
             progress.update(step, metrics)
-            summary.steps = step
             if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
                 evaluate_and_log(ctx, run.log, step, console, f"step {step}")
+            summary.steps = step
+            _mark(run, stream, summary)
             if every and step % every == 0 and step < cfg.train.steps:
-                _checkpoint(run, stream, summary)
+                _checkpoint(run, summary)
 
 
-def _checkpoint(run: Session, stream, summary: RunSummary):
+def _mark(run: Session, stream, summary: RunSummary) -> None:
+    """Remember where the data stands after a completed step (a Ctrl-C in the next one must not move it)."""
     ctx = run.ctx
-    state = {"step": summary.steps, "drawn": stream.drawn, "retired": sorted(ctx.retired),
-             "too_long": ctx.too_long, "before": summary.before}
-    return save_checkpoint(run.run_dir, summary.steps, ctx.learner, state, ctx.cfg.train.keep_checkpoints)
+    summary.position = {"step": summary.steps, "drawn": stream.drawn, "retired": sorted(ctx.retired),
+                        "too_long": ctx.too_long, "before": summary.before,
+                        "recipe": ctx.cfg.model_dump(mode="json")}
+
+
+def _checkpoint(run: Session, summary: RunSummary):
+    return save_checkpoint(run.run_dir, summary.position["step"], run.ctx.learner, summary.position,
+                           run.ctx.cfg.train.keep_checkpoints)
 
 
 def restore_point(cfg: RunConfig, console) -> tuple[Path, dict] | None:
     """The newest intact checkpoint of ``cfg.run_dir`` (reporting unusable ones); metrics of later steps are
-    dropped, since the resumed run writes them again."""
+    dropped, since the resumed run writes them again. RecipeError when the recipe changed where it may not."""
     say = print if console is None else console.print
     found = latest_checkpoint(cfg.run_dir, say)
+    if found is not None:
+        changed = recipe_changes(found[1]["recipe"], cfg.model_dump(mode="json"))
+        if changed:
+            raise RecipeError(f"--resume: the recipe changed since {found[0].name} ({'; '.join(changed[:3])}); only "
+                              "train.steps, train.lr, checkpointing, eval.*, output.* and ray.* may change")
     trim_metrics(cfg.run_dir, found[1]["step"] if found else -1)
     if found is None:
         say(f"no usable checkpoint in {cfg.run_dir}/checkpoints: starting from step 0 in the same directory")
@@ -156,13 +187,16 @@ def _restore(run: Session, stream, summary: RunSummary, checkpoint: Path, state:
         console.print(f"resuming from {checkpoint.name}: step {state['step']} done (policy version {version})")
 
 
-def _on_stop(run: Session, stream, summary: RunSummary, console) -> None:
-    """Interrupted or stopped: a checkpoint of the last completed step when the learner is at it, and the model."""
+def _on_stop(run: Session, summary: RunSummary, console, checkpoint: bool) -> None:
+    """Interrupted (``checkpoint``) or stopped: a checkpoint of the last completed step when the learner is still
+    at it (a step half done on the learner's side cannot be checkpointed), and the model."""
     import ray
 
     note = ""
-    if ray.get(run.ctx.learner.get_version.remote()) == summary.steps and summary.steps > 0:
-        note = f"; checkpoint {_checkpoint(run, stream, summary).name}"
+    at = summary.position["step"]
+    if checkpoint and at > 0 and run.ctx.cfg.train.checkpoint_every and ray.get(
+            run.ctx.learner.get_version.remote()) == at:
+        note = f"; checkpoint {_checkpoint(run, summary).name}"
     saved = ray.get(run.ctx.learner.save.remote(str((run.run_dir / f"interrupted-{summary.steps}").resolve())))
     if console is not None:
         console.print(f"[yellow]stopped after step {summary.steps}; model saved to {saved}{note}; continue with "

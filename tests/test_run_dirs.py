@@ -8,17 +8,25 @@ import sys
 from rlreason.rundirs import choose_run_dir
 
 
-def test_choose_run_dir_numbers_new_runs_and_resumes_the_newest(tmp_path):
-    base = tmp_path / "runs" / "x"
-    assert choose_run_dir(base, resume=False) == (base, False)
-    assert choose_run_dir(base, resume=True) == (base, False)  # nothing to resume: a fresh run
-    base.mkdir(parents=True)
-    assert choose_run_dir(base, resume=False) == (tmp_path / "runs" / "x-2", False)
-    (tmp_path / "runs" / "x-2").mkdir()
-    (tmp_path / "runs" / "x-10").mkdir()
-    (tmp_path / "runs" / "x-y").mkdir()
-    assert choose_run_dir(base, resume=False) == (tmp_path / "runs" / "x-11", False)
-    assert choose_run_dir(base, resume=True) == (tmp_path / "runs" / "x-10", True)
+def _run(directory, name):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "recipe.yaml").write_text(f"name: {name}\n")
+    return directory
+
+
+def test_choose_run_dir_numbers_new_runs_claims_them_and_resumes_the_newest(tmp_path):
+    runs = tmp_path / "runs"
+    base = runs / "x"
+    assert choose_run_dir(base, resume=True) == (base, False) and base.is_dir()  # nothing to resume: new, claimed
+    _run(base, "x")
+    assert choose_run_dir(base, resume=False) == (runs / "x-2", False) and (runs / "x-2").is_dir()
+    _run(runs / "x-2", "x")
+    _run(runs / "x-10", "x")
+    _run(runs / "x-12", "x-12")  # another recipe's run: never ours to number after or resume
+    (runs / "x-y").mkdir()
+    assert choose_run_dir(base, resume=True) == (runs / "x-10", True)
+    assert choose_run_dir(base, resume=False) == (runs / "x-11", False)
+    assert choose_run_dir(base, resume=False) == (runs / "x-13", False)  # x-11 is claimed now, x-12 is not ours
 
 
 def test_running_the_same_recipe_twice_leaves_the_first_runs_files_unchanged(tmp_path):

@@ -26,6 +26,18 @@ def save_learner(learner, directory: Path) -> Path:
     return path
 
 
+def _apply_lr(learner, lr: float) -> None:
+    """The recipe's ``train.lr`` wins over the checkpoint's (a resume may lower it); unchanged, nothing moves."""
+    scheduler = learner.scheduler
+    if all(base == lr for base in scheduler.base_lrs):
+        return
+    scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+    values = [lr * f(scheduler.last_epoch) for f in scheduler.lr_lambdas]
+    for group, value in zip(learner.optimizer.param_groups, values):
+        group["initial_lr"], group["lr"] = lr, value
+    scheduler._last_lr = values
+
+
 def load_learner(learner, directory: Path) -> None:
     state = torch.load(Path(directory) / FILE, map_location=learner.device, weights_only=False)
     for _ in range(state["policy"].get("phases", 1) - 1):
@@ -33,9 +45,10 @@ def load_learner(learner, directory: Path) -> None:
     learner.policy.load_state(state["policy"])
     learner.optimizer.load_state_dict(state["optimizer"])
     learner.scheduler.load_state_dict(state["scheduler"])
+    _apply_lr(learner, learner.cfg.train.lr)
     if learner.critic is not None:
         learner.critic.load_state_dict(state["critic"])
     learner.version, learner.nonfinite_steps = state["version"], state["nonfinite_steps"]
     torch.set_rng_state(state["torch_rng"].cpu())
     if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])  # RNG states must be CPU tensors

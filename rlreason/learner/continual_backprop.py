@@ -36,8 +36,8 @@ class ContinualBackprop:
         return {"utility": self.utility_act, "age": self.age, "steps": self.steps, "replaced": self.replaced_total}
 
     def load_state(self, state: dict) -> None:
-        self.utility_act = [u.clone() for u in state["utility"]]
-        self.age = [a.clone() for a in state["age"]]
+        self.utility_act = [u.detach().cpu().clone() for u in state["utility"]]  # kept on CPU, as the hooks do
+        self.age = [a.detach().cpu().clone() for a in state["age"]]
         self.steps, self.replaced_total = state["steps"], state["replaced"]
 
     def close(self) -> None:
