@@ -11,6 +11,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 SMALL = ["rollout.prompts_per_step=4", "rollout.group_size=4", "eval.before=false", "eval.after=false",
          "output.tensorboard=false", "output.save_model=false", "tasks.eval_size=8", "eval.samples=1"]
@@ -81,8 +82,9 @@ def test_a_corrupt_newest_checkpoint_is_reported_and_the_one_before_is_used(tmp_
     assert [x["step"] for x in _train_lines(tmp_path / "runs" / "c")] == [1, 2, 3, 4]
 
 
-def test_ctrl_c_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path):
-    cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=0", "name=i"], tmp_path,
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path, stop):
+    cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=100", "name=i"], tmp_path,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run = subprocess.Popen(cmd, **kw)
     metrics = tmp_path / "runs" / "i" / "metrics.jsonl"
@@ -92,7 +94,7 @@ def test_ctrl_c_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path):
         time.sleep(0.2)
     family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
     assert family  # Ray, its workers, the engine and learner actors, the scorer's processes
-    run.send_signal(signal.SIGINT)
+    run.send_signal(stop)
     out, err = run.communicate(timeout=300)
     steps = len(_train_lines(tmp_path / "runs" / "i"))
     checkpoints = list((tmp_path / "runs" / "i" / "checkpoints").glob("step-*"))
