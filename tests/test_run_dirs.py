@@ -44,8 +44,17 @@ def test_running_the_same_recipe_twice_leaves_the_first_runs_files_unchanged(tmp
     after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
     assert json.loads((tmp_path / "runs" / "same-2" / "summary.json").read_text())["steps"] == 1
-    # a recipe saved by the first run, run again, also gets a directory of its own
-    third = subprocess.run([*args[:4], "runs/same/recipe.yaml", *args[4:]], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=600)
-    assert third.returncode == 0 and "runs/same-3" in third.stdout, third.stderr[-3000:]
-    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # a recipe saved by the first run names the first run's directory: run again, it gets one of its own
+    import os
+
+    from rlreason.cli import _recipe
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        again = _recipe(["runs/same/recipe.yaml"], None, resume=False)
+        resumed = _recipe(["runs/same/recipe.yaml"], None, resume=True)
+    finally:
+        os.chdir(cwd)
+    assert again.run_dir.resolve() == (tmp_path / "runs" / "same-3").resolve()
+    assert resumed.run_dir.resolve() == (tmp_path / "runs" / "same-2").resolve()  # the newest run of the name
