@@ -164,34 +164,37 @@ def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Pr
     cfg, start = ctx.cfg, time.perf_counter()
     if step is not None:
         reseed_engines(ctx, step)
-    groups, gen_time, dropped = collect_groups(ctx, problems, more)
+    groups, gen_time, dropped, tokens = collect_groups(ctx, problems, more)
     retired = retire_solved(ctx, groups)
     if cfg.algorithm.needs_greedy_baseline:
         groups = with_greedy_baselines(ctx, groups)
     batch = build_train_batch(groups, cfg.algorithm, max_tokens=cfg.rollout.max_tokens)
     stats = ray.get(ctx.learner.train_step.remote(batch))
     sync = push_weights(ctx)
-    return {**rollout_metrics(groups, gen_time), **stats.metrics, "policy_version": stats.version,
+    # every generated token counts as compute, also those of groups dynamic sampling dropped
+    return {**rollout_metrics(groups, gen_time), "rollout_tokens": float(tokens),
+            "rollout_tokens_per_s": tokens / max(gen_time, 1e-9), **stats.metrics, "policy_version": stats.version,
             "filtered_groups": dropped, "retired_prompts": retired, "too_long_prompts": float(ctx.too_long), **sync,
             "step_time_s": time.perf_counter() - start}
 
 
 def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None,
-                   max_rounds: int = 3) -> tuple[list[ScoredGroup], float, int]:
+                   max_rounds: int = 3) -> tuple[list[ScoredGroup], float, int, int]:
     """Generate and score a group per problem. With ``filter_zero_variance`` (DAPO's dynamic sampling), groups
     whose rewards are all equal are dropped and replaced by new problems, up to ``max_rounds`` extra rounds.
 
-    Returns (groups, generation seconds, groups dropped)."""
+    Returns (groups, generation seconds, groups dropped, completion tokens generated in all)."""
     cfg, r = ctx.cfg, ctx.cfg.rollout
     sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p)
-    groups, gen_time, dropped, todo = [], 0.0, 0, problems
+    groups, gen_time, dropped, tokens, todo = [], 0.0, 0, 0, problems
     for round_ in range(max_rounds + 1):
         start = time.perf_counter()
         generated = generate(ctx, todo, sampling)
         gen_time += time.perf_counter() - start
+        tokens += sum(len(c.completion_ids) for _, group in generated for c in group)
         scored = score(ctx, generated)
         if not cfg.algorithm.filter_zero_variance:
-            return scored, gen_time, 0
+            return scored, gen_time, 0, tokens
         kept = [g for g in scored if len(set(g.rewards)) > 1]
         dropped += len(scored) - len(kept)
         groups += kept
@@ -199,7 +202,7 @@ def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], 
         if missing <= 0 or more is None or round_ == max_rounds:
             break
         todo = more(missing)
-    return (groups[: len(problems)] or scored), gen_time, dropped
+    return (groups[: len(problems)] or scored), gen_time, dropped, tokens
 
 
 def retire_solved(ctx: Context, groups: list[ScoredGroup]) -> int:
