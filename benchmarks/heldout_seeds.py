@@ -21,7 +21,7 @@ from pathlib import Path
 def run_seed(recipe: str, seed: int, overrides: list[str], workdir: Path) -> dict:
     name = f"seed{seed}"
     cmd = [sys.executable, "-m", "rlreason.cli", "train", recipe, *overrides, f"seed={seed}", f"name={name}",
-           "output.tensorboard=false", "output.save_model=false"]
+           "output.tensorboard=false", "output.save_model=false", "train.checkpoint_every=0"]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed} failed:\n{proc.stderr[-3000:]}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 def run(recipe: str, overrides: list[str], workdir: Path, name: str) -> dict:
     cmd = [sys.executable, "-m", "rlreason.cli", "train", recipe, *overrides, f"name={name}",
-           "output.tensorboard=false"]
+           "output.tensorboard=false", "train.checkpoint_every=0"]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")

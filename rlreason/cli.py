@@ -28,15 +28,22 @@ def split_recipe_args(args: list[str]) -> tuple[Optional[str], list[str]]:
     return None, list(args)
 
 
-def _recipe(args: Optional[list[str]], ray_address: Optional[str]):
-    """The validated recipe from ``[RECIPE] [key=value ...]`` (exit 2 with one line when it is bad)."""
+def _recipe(args: Optional[list[str]], ray_address: Optional[str], resume: Optional[bool] = None):
+    """The validated recipe from ``[RECIPE] [key=value ...]`` (exit 2 with one line when it is bad). For a command
+    that runs (``resume`` not None), ``output.run`` is set: a fresh run directory, or the newest one to resume."""
     from rlreason.config import RecipeError, load_config
+    from rlreason.rundirs import choose_run_dir
 
     recipe, overrides = split_recipe_args(args or [])
     if ray_address:
         overrides.append(f"ray.address={ray_address}")
     try:
-        return load_config(recipe, overrides)
+        cfg = load_config(recipe, overrides)
+        if resume is None or any(o.startswith("output.run=") for o in overrides):  # an explicit directory
+            return cfg
+        # a recipe saved by an earlier run names that run's directory: never reuse it without --resume
+        run_dir, _ = choose_run_dir(Path(cfg.output.dir) / cfg.name, resume)
+        return load_config(recipe, [*overrides, f"output.run={run_dir}"])
     except RecipeError as e:
         _fail(str(e))
 
@@ -44,9 +51,13 @@ def _recipe(args: Optional[list[str]], ray_address: Optional[str]):
 @app.command()
 def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or shipped recipe name] "
                                                                   "[dotted.key=value ...]"),
-          ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
-    """Train with a recipe (the default one when none is given)."""
-    cfg = _recipe(args, ray_address)
+          ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster"),
+          resume: bool = typer.Option(False, "--resume", help="continue the newest run of this recipe name from its "
+                                                               "newest intact checkpoint (online runs: the stream "
+                                                               "where it stopped)")) -> None:
+    """Train with a recipe (the default one when none is given). A new run never writes into an earlier one's
+    directory: it gets <name>-2, -3... when <name> is taken."""
+    cfg = _recipe(args, ray_address, resume)
     from rich.console import Console
 
     from rlreason.train import train as run_training
@@ -64,14 +75,22 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         console.print(f"{result['steps']} steps, {result['consumed']} stream problems trained"
                       + (", stream closed" if result["closed"] else "") + f", wall {result['wall_s']:.0f}s")
         return
-    run_training(cfg, console)
+    from rlreason.config import RecipeError
+    from rlreason.learner.learner import NonFiniteError
+
+    try:
+        run_training(cfg, console, resume=resume and cfg.run_dir.exists())
+    except RecipeError as e:
+        _fail(str(e))
+    except NonFiniteError as e:  # raised in the learner actor; its own message says what to try
+        _fail(str(getattr(e, "cause", None) or e).strip().splitlines()[-1], 1)
 
 
 @app.command()
 def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dotted.key=value ...]"),
               ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
     """Train through the recipe's continual.phases; report the accuracy matrix, forgetting and transfer."""
-    cfg = _recipe(args, ray_address)
+    cfg = _recipe(args, ray_address, resume=False)
     if not cfg.continual.phases:
         _fail("continual.phases: empty; list the phases, e.g. [{task: arithmetic, steps: 50}, {task: programs, "
               "steps: 50}]")

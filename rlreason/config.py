@@ -189,6 +189,10 @@ class TrainConfig(Section):
                                                 "bfloat16 (the learner then autocasts the rest)")
     kl_to_ref_every: int = Field(10, ge=0, description="with LoRA, measure the KL to the base model (kl_to_ref) "
                                  "every N steps when no KL term needs it anyway; costs a forward pass (0: never)")
+    max_nonfinite_in_a_row: int = Field(5, ge=1, description="stop after this many updates in a row skipped for a "
+                                        "non-finite loss or gradient")
+    checkpoint_every: int = Field(50, ge=0, description="checkpoint every N steps and on exit (0: never)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (the newest)")
 
 
 class EvalConfig(Section):
@@ -211,6 +215,8 @@ class OutputConfig(Section):
     trackers: tuple[Literal["wandb", "mlflow"], ...] = Field((), description="also log to these (extras: pip "
                                                              "install 'rlreason[trackers]')")
     project: str = Field("rlreason", description="the trackers' project / experiment name")
+    run: str | None = Field(None, description="this run's directory; the commands set it: a fresh <dir>/<name>"
+                            "[-K], or with --resume the newest existing one")
 
 
 class Phase(Section):
@@ -280,7 +286,7 @@ class RunConfig(Section):
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output.dir) / self.name
+        return Path(self.output.run) if self.output.run else Path(self.output.dir) / self.name
 
 
 # -- loading ----------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from rlreason.config import RunConfig
 from rlreason.continual_metrics import heatmap, summarize
-from rlreason.controller import as_configured, rl_step
+from rlreason.controller import as_configured, fitting_stream, rl_step
 from rlreason.tasks import get_task
 from rlreason.types import Problem
 
@@ -73,7 +73,8 @@ def _train_phases(cfg: RunConfig, run, console, tasks: list[str]) -> tuple[list[
     from rlreason.train import evaluate_and_log
 
     phases, matrix, step = cfg.continual.phases, [], 0
-    streams, rng = task_streams(cfg, tasks), random.Random(cfg.seed)
+    streams = {t: fitting_stream(run.ctx, s) for t, s in task_streams(cfg, tasks).items()}
+    rng = random.Random(cfg.seed)
     with StepProgress(console, sum(p.steps for p in phases)) as progress:
         for i, phase in enumerate(phases):
             if i > 0:

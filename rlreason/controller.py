@@ -28,18 +28,80 @@ class Context:
     learner: object
     scorer: Scorer
     retired: set[str] = field(default_factory=set)  # problem ids the policy already solves (leave the pool)
+    too_long: int = 0  # training prompts left out so far: prompt + rollout.max_tokens over model.max_model_len
 
 
-def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> Iterator[Problem]:
+class ProblemStream:
     """Endless training problems, mixing the train tasks by their weights; never a held-out prompt, never one
-    whose id is in ``retired`` (read live, so retiring takes effect on the next draw)."""
-    streams = [get_task(name).train_problems(cfg.seed, cfg.tasks.data_dir) for name in cfg.tasks.train]
-    weights = cfg.tasks.weights or [1.0] * len(streams)
-    rng = random.Random(cfg.seed)
-    while True:
-        problem = next(rng.choices(streams, weights)[0])
-        if retired is None or problem.id not in retired:
-            yield as_configured(cfg, problem)
+    whose id is in ``retired`` (read live, so retiring takes effect on the next draw).
+
+    ``drawn`` counts the underlying draws (retired ones included): a fresh stream of the same recipe that
+    ``skip``s that many is exactly where this one is (how a resumed run continues its data)."""
+
+    def __init__(self, cfg: RunConfig, retired: set[str] | None = None) -> None:
+        self.cfg, self.retired, self.drawn = cfg, retired, 0
+        self._streams = [get_task(name).train_problems(cfg.seed, cfg.tasks.data_dir) for name in cfg.tasks.train]
+        self._weights = cfg.tasks.weights or [1.0] * len(self._streams)
+        self._rng = random.Random(cfg.seed)
+
+    def _draw(self) -> Problem:
+        self.drawn += 1
+        return next(self._rng.choices(self._streams, self._weights)[0])
+
+    def __iter__(self) -> "ProblemStream":
+        return self
+
+    def __next__(self) -> Problem:
+        while True:
+            problem = self._draw()
+            if self.retired is None or problem.id not in self.retired:
+                return as_configured(self.cfg, problem)
+
+    def skip(self, n: int) -> None:
+        for _ in range(n):
+            self._draw()
+
+
+def problem_stream(cfg: RunConfig, retired: set[str] | None = None) -> ProblemStream:
+    return ProblemStream(cfg, retired)
+
+
+def take_fitting(ctx: Context, stream: Iterator[Problem], n: int) -> list[Problem]:
+    """The next ``n`` problems of ``stream`` that fit the context (those that do not are counted in
+    ``ctx.too_long`` and never sent to an engine). Draws no more than it uses, so a stream's position stays exact."""
+    kept: list[Problem] = []
+    dropped_in_a_row = 0
+    while len(kept) < n:
+        fit, dropped = fitting(ctx, [next(stream) for _ in range(n - len(kept))])
+        ctx.too_long += dropped
+        dropped_in_a_row = 0 if fit else dropped_in_a_row + dropped
+        if dropped_in_a_row >= NOTHING_FITS:
+            raise ValueError(nothing_fits(ctx.cfg, dropped_in_a_row))
+        kept += fit
+    return kept
+
+
+NOTHING_FITS = 1000  # training prompts in a row too long for the context before a run gives up
+
+
+def nothing_fits(cfg: RunConfig, n: int) -> str:
+    return (f"{n} training prompts in a row do not fit model.max_model_len {cfg.model.max_model_len} with "
+            f"rollout.max_tokens {cfg.rollout.max_tokens}; raise the first (up to the model's limit) or lower the "
+            "second")
+
+
+def step_seed(seed: int, step: int, rank: int, salt: str = "rollout") -> int:
+    """The sampling seed of rollout worker ``rank`` at ``step``: a function of the run's seed only, so a resumed
+    run samples exactly as the uninterrupted one would."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{rank}:{salt}".encode()).digest()[:8], "little") >> 1
+
+
+def reseed_engines(ctx: Context, step: int, salt: str = "rollout") -> None:
+    import ray
+
+    ray.get([w.reseed.remote(step_seed(ctx.cfg.seed, step, rank, salt)) for rank, w in enumerate(ctx.workers)])
 
 
 def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
@@ -93,40 +155,46 @@ def push_weights(ctx: Context) -> dict[str, float]:
     return {"weight_sync_s": seconds, "weight_sync_bytes": float(ray.get(ctx.learner.last_export_bytes.remote()))}
 
 
-def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None = None
-            ) -> dict[str, float]:
-    """One step of the loop; returns its flat metrics. ``more(n)`` supplies refills for dynamic sampling."""
+def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None = None,
+            step: int | None = None) -> dict[str, float]:
+    """One step of the loop; returns its flat metrics. ``more(n)`` supplies refills for dynamic sampling. With
+    ``step``, the engines' sampling is seeded from (run seed, step, worker) first."""
     import ray
 
     cfg, start = ctx.cfg, time.perf_counter()
-    groups, gen_time, dropped = collect_groups(ctx, problems, more)
+    if step is not None:
+        reseed_engines(ctx, step)
+    groups, gen_time, dropped, tokens = collect_groups(ctx, problems, more)
     retired = retire_solved(ctx, groups)
     if cfg.algorithm.needs_greedy_baseline:
         groups = with_greedy_baselines(ctx, groups)
     batch = build_train_batch(groups, cfg.algorithm, max_tokens=cfg.rollout.max_tokens)
     stats = ray.get(ctx.learner.train_step.remote(batch))
     sync = push_weights(ctx)
-    return {**rollout_metrics(groups, gen_time), **stats.metrics, "policy_version": stats.version,
-            "filtered_groups": dropped, "retired_prompts": retired, **sync,
+    # every generated token counts as compute, also those of groups dynamic sampling dropped
+    return {**rollout_metrics(groups, gen_time), "rollout_tokens": float(tokens),
+            "rollout_tokens_per_s": tokens / max(gen_time, 1e-9), **stats.metrics, "policy_version": stats.version,
+            "filtered_groups": dropped, "retired_prompts": retired, "too_long_prompts": float(ctx.too_long), **sync,
             "step_time_s": time.perf_counter() - start}
 
 
 def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None,
-                   max_rounds: int = 3) -> tuple[list[ScoredGroup], float, int]:
+                   max_rounds: int = 3) -> tuple[list[ScoredGroup], float, int, int]:
     """Generate and score a group per problem. With ``filter_zero_variance`` (DAPO's dynamic sampling), groups
     whose rewards are all equal are dropped and replaced by new problems, up to ``max_rounds`` extra rounds.
 
-    Returns (groups, generation seconds, groups dropped)."""
+    Returns (groups, generation seconds, groups dropped, completion tokens generated in all)."""
     cfg, r = ctx.cfg, ctx.cfg.rollout
     sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p)
-    groups, gen_time, dropped, todo = [], 0.0, 0, problems
+    groups, gen_time, dropped, tokens, todo = [], 0.0, 0, 0, problems
     for round_ in range(max_rounds + 1):
         start = time.perf_counter()
         generated = generate(ctx, todo, sampling)
         gen_time += time.perf_counter() - start
+        tokens += sum(len(c.completion_ids) for _, group in generated for c in group)
         scored = score(ctx, generated)
         if not cfg.algorithm.filter_zero_variance:
-            return scored, gen_time, 0
+            return scored, gen_time, 0, tokens
         kept = [g for g in scored if len(set(g.rewards)) > 1]
         dropped += len(scored) - len(kept)
         groups += kept
@@ -134,7 +202,7 @@ def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], 
         if missing <= 0 or more is None or round_ == max_rounds:
             break
         todo = more(missing)
-    return (groups[: len(problems)] or scored), gen_time, dropped
+    return (groups[: len(problems)] or scored), gen_time, dropped, tokens
 
 
 def retire_solved(ctx: Context, groups: list[ScoredGroup]) -> int:
@@ -189,6 +257,20 @@ def fitting(ctx: Context, problems: list[Problem]) -> tuple[list[Problem], int]:
     lengths = ray.get(ctx.workers[0].prompt_lengths.remote(problems)) if problems else []
     kept = [p for p, n in zip(problems, lengths) if n <= room]
     return kept, len(problems) - len(kept)
+
+
+def fitting_stream(ctx: Context, stream: Iterator[Problem], chunk: int = 64) -> Iterator[Problem]:
+    """``stream`` without the prompts that cannot fit the context (counted in ``ctx.too_long``, never sent to an
+    engine); lengths are asked of a rollout worker ``chunk`` problems at a time."""
+    dropped_in_a_row = 0
+    while True:
+        problems = [next(stream) for _ in range(chunk)]
+        kept, dropped = fitting(ctx, problems)
+        ctx.too_long += dropped
+        dropped_in_a_row = 0 if kept else dropped_in_a_row + dropped
+        if dropped_in_a_row >= NOTHING_FITS:
+            raise ValueError(nothing_fits(ctx.cfg, dropped_in_a_row))
+        yield from (p for p in kept if p.id not in ctx.retired)  # retired while this chunk waited
 
 
 def evaluate_groups(ctx: Context, name: str, n: int, temperature: float) -> tuple[list[ScoredGroup], int]:

@@ -20,6 +20,13 @@ def has_chat_template(model_dir: Path) -> bool:
     return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
 
 
+def context_limit(model_dir: Path) -> int | None:
+    """The longest context the model's config allows (``max_position_embeddings``), None when it does not say."""
+    config = model_dir / "config.json"
+    value = json.loads(config.read_text()).get("max_position_embeddings") if config.is_file() else None
+    return int(value) if value else None
+
+
 def tensor_names(model_dir: Path) -> list[str]:
     """Names of every tensor in the directory's safetensors files (read from their headers only)."""
     names: list[str] = []

@@ -1,12 +1,14 @@
 """Online training from a growing stream of problems (``tasks.stream: PATH``): ``rlreason train`` hands a recipe
 with a stream to this driver. It takes ``rollout.prompts_per_step`` problems as they arrive (waiting for writers),
 runs the shared ``rl_step``, then records the step's problem ids (``problems.jsonl``) and the stream position
-(``stream_position.json``), in that order, so a stopped run started again with the same run directory continues
-the stream where it was: no problem trained twice, none skipped. ``train.steps: null`` trains until the stream is
+(``stream_position.json``), in that order, so a stopped run started again with ``--resume`` (which reuses the run
+directory; without it a new run starts the stream afresh in a directory of its own) continues the stream where it
+was: no problem trained twice, none skipped. Prompts too long for the context are consumed but not trained
+(counted as ``too_long_prompts``). ``train.steps: null`` trains until the stream is
 closed (or Ctrl-C); a number stops after that many steps (a later run continues). Every ``eval.every`` steps and
 at the end, held-out accuracy is measured on every registered task the stream has brought so far.
 
-The model itself is not restored by a restart (checkpoints with exact resume are their own piece): point
+The model itself is not restored by a restart (the train driver's checkpoints do not cover this driver yet): point
 ``model.adapter`` (LoRA) or ``model.path`` at the previous run's ``final/`` to continue from it; Ctrl-C saves it.
 """
 
@@ -17,7 +19,7 @@ import json
 import time
 
 from rlreason.config import RunConfig
-from rlreason.controller import as_configured, rl_step
+from rlreason.controller import as_configured, fitting, rl_step
 from rlreason.tasks import TASKS
 from rlreason.tasks.stream import StreamPosition, StreamReader
 
@@ -41,6 +43,10 @@ def run_online(cfg: RunConfig, console=None) -> dict:
                     batch = [as_configured(cfg, p) for p in reader.take(cfg.rollout.prompts_per_step)]
                     if not batch:
                         break
+                    batch, dropped = fitting(run.ctx, batch)
+                    run.ctx.too_long += dropped
+                    if not batch:
+                        continue
                     metrics = {**rl_step(run.ctx, batch), "stream_consumed": float(reader.position.consumed),
                                "stream_bad_lines": float(reader.position.bad_lines)}
                     trained.write(json.dumps({"step": step, "ids": [p.id for p in batch]}) + "\n")

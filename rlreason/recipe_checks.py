@@ -10,12 +10,16 @@ from rlreason.config import RecipeError, RunConfig
 
 def check_across_sections(cfg: RunConfig) -> None:
     """Rules that tie fields together or need the model directory's files (never its weights)."""
-    from rlreason.modelinfo import has_chat_template, lora_target_candidates
+    from rlreason.modelinfo import context_limit, has_chat_template, lora_target_candidates
 
     try:
         model_dir = Path(cfg.model.resolved_path())
     except ValueError as e:
         raise RecipeError(f"model.path: {e}") from None
+    limit = context_limit(model_dir)
+    if limit is not None and cfg.model.max_model_len > limit:
+        raise RecipeError(f"model.max_model_len: {cfg.model.max_model_len} is above the model's own limit {limit} "
+                          "(max_position_embeddings)")
     if cfg.tasks.template == "chat" and not has_chat_template(model_dir):
         raise RecipeError(f"tasks.template: 'chat' needs a model with a chat template; {cfg.model.path!r} has none "
                           "(allowed: plain)")

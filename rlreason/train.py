@@ -7,8 +7,9 @@ TensorBoard events, ``summary.json`` and the final model as a Hugging Face direc
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,9 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from rlreason.config import RunConfig
+from rlreason.config import RecipeError, RunConfig
 from rlreason.console import StepProgress, print_eval_table
-from rlreason.controller import Context, evaluate, problem_stream, rl_step
+from rlreason.checkpoint import latest_checkpoint, recipe_changes, save_checkpoint, trim_metrics
+from rlreason.controller import (Context, evaluate, problem_stream, push_weights, reseed_engines, rl_step,
+                                 take_fitting)
+from rlreason.learner.learner import NonFiniteError
 from rlreason.metrics import MemoryMonitor, MetricsLogger
 from rlreason.scoring import Scorer
 
@@ -28,6 +32,7 @@ class RunSummary:
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     steps: int = 0
+    position: dict = field(default_factory=dict)  # the controller's state after the last completed step
     wall_s: float = 0.0
     peak_memory_gib: float = 0.0
     model_dir: str | None = None
@@ -69,27 +74,46 @@ def session(cfg: RunConfig) -> Iterator[Session]:
         log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
                                        cfg.model_dump(mode="json")))
         cluster = start_cluster(cfg)
+        previous = _sigterm_as_interrupt()  # after Ray's start-up, which installs a handler that just exits
         try:
             yield Session(run_dir, Context(cfg, cluster.workers, cluster.learner, scorer), log, memory)
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             cluster.shutdown()
 
 
-def train(cfg: RunConfig, console=None) -> RunSummary:
-    start, summary = time.perf_counter(), RunSummary()
-    with session(cfg) as run:
-        ctx, log = run.ctx, run.log
-        summary.before = evaluate_and_log(ctx, log, 0, console, "before") if cfg.eval.before else {}
-        try:
-            _loop(ctx, log, console, summary)
-        except KeyboardInterrupt:  # keep what was learned; metrics.jsonl is already on disk
-            import ray
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
-            saved = ray.get(ctx.learner.save.remote(str((run.run_dir / f"interrupted-{summary.steps}").resolve())))
-            if console is not None:
-                console.print(f"[yellow]interrupted after step {summary.steps}; model saved to {saved}[/]")
+
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop) takes Ctrl-C's path: checkpoint, shut down, exit. Returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
+    """Train ``cfg.train.steps`` steps. ``resume``: continue the run in ``cfg.run_dir`` from its newest intact
+    checkpoint (from step 0 in the same directory when it has none)."""
+    start, summary = time.perf_counter(), RunSummary()
+    restored = restore_point(cfg, console) if resume and cfg.train.checkpoint_every else None
+    with session(cfg) as run:
+        stream = problem_stream(cfg, run.ctx.retired)
+        if restored is not None:
+            _restore(run, stream, summary, *restored, console)
+        elif cfg.eval.before:
+            summary.before = evaluate_and_log(run.ctx, run.log, 0, console, "before")
+        _mark(run, stream, summary)
+        try:
+            _loop(run, stream, console, summary)
+        except (KeyboardInterrupt, NonFiniteError) as e:  # keep what was learned; metrics.jsonl is on disk
+            _on_stop(run, summary, console, checkpoint=isinstance(e, KeyboardInterrupt))
             raise
-        summary.after = evaluate_and_log(ctx, log, cfg.train.steps, console, "after") if cfg.eval.after else {}
+        if cfg.train.checkpoint_every:  # on exit too: --resume with more train.steps continues from here
+            _checkpoint(run, summary)
+        summary.after = evaluate_and_log(run.ctx, run.log, cfg.train.steps, console, "after") if cfg.eval.after else {}
         if cfg.output.save_model:
             summary.model_dir = run.save_final()
     summary.peak_memory_gib = run.memory.peak_gib
@@ -99,22 +123,90 @@ def train(cfg: RunConfig, console=None) -> RunSummary:
     return summary
 
 
-def _loop(ctx: Context, log: MetricsLogger, console, summary: RunSummary) -> None:
-    cfg, stream = ctx.cfg, problem_stream(ctx.cfg, ctx.retired)
+def _loop(run: Session, stream, console, summary: RunSummary) -> None:
+    ctx, cfg = run.ctx, run.ctx.cfg
+    every = cfg.train.checkpoint_every
+
+    def take(n: int) -> list:
+        return take_fitting(ctx, stream, n)
+
     with StepProgress(console, cfg.train.steps) as progress:
-        for step in range(1, cfg.train.steps + 1):
-            metrics = rl_step(ctx, list(itertools.islice(stream, cfg.rollout.prompts_per_step)),
-                              more=lambda n: list(itertools.islice(stream, n)))
-            log.write(step, metrics)
+        for step in range(summary.steps + 1, cfg.train.steps + 1):
+            metrics = rl_step(ctx, take(cfg.rollout.prompts_per_step), more=take, step=step)
+            run.log.write(step, metrics)
             progress.update(step, metrics)
-            summary.steps = step
             if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
-                evaluate_and_log(ctx, log, step, console, f"step {step}")
+                evaluate_and_log(ctx, run.log, step, console, f"step {step}")
+            summary.steps = step
+            _mark(run, stream, summary)
+            if every and step % every == 0 and step < cfg.train.steps:
+                _checkpoint(run, summary)
+
+
+def _mark(run: Session, stream, summary: RunSummary) -> None:
+    """Remember where the data stands after a completed step (a Ctrl-C in the next one must not move it)."""
+    ctx = run.ctx
+    summary.position = {"step": summary.steps, "drawn": stream.drawn, "retired": sorted(ctx.retired),
+                        "too_long": ctx.too_long, "before": summary.before,
+                        "recipe": ctx.cfg.model_dump(mode="json")}
+
+
+def _checkpoint(run: Session, summary: RunSummary):
+    return save_checkpoint(run.run_dir, summary.position["step"], run.ctx.learner, summary.position,
+                           run.ctx.cfg.train.keep_checkpoints)
+
+
+def restore_point(cfg: RunConfig, console) -> tuple[Path, dict] | None:
+    """The newest intact checkpoint of ``cfg.run_dir`` (reporting unusable ones); metrics of later steps are
+    dropped, since the resumed run writes them again. RecipeError when the recipe changed where it may not."""
+    say = print if console is None else console.print
+    found = latest_checkpoint(cfg.run_dir, say)
+    if found is not None:
+        changed = recipe_changes(found[1]["recipe"], cfg.model_dump(mode="json"))
+        if changed:
+            raise RecipeError(f"--resume: the recipe changed since {found[0].name} ({'; '.join(changed[:3])}); only "
+                              "train.steps, train.lr, checkpointing, eval.*, output.* and ray.* may change")
+    trim_metrics(cfg.run_dir, found[1]["step"] if found else -1)
+    if found is None:
+        say(f"no usable checkpoint in {cfg.run_dir}/checkpoints: starting from step 0 in the same directory")
+    return found
+
+
+def _restore(run: Session, stream, summary: RunSummary, checkpoint: Path, state: dict, console) -> None:
+    """The learner's state from ``checkpoint``, pushed to the engines; the stream, retired prompts and counters
+    where they were."""
+    import ray
+
+    version = ray.get(run.ctx.learner.load_checkpoint.remote(str(checkpoint.resolve())))
+    push_weights(run.ctx)
+    stream.skip(state["drawn"])
+    run.ctx.retired.update(state["retired"])
+    run.ctx.too_long = state["too_long"]
+    summary.steps, summary.before = state["step"], state["before"]
+    if console is not None:
+        console.print(f"resuming from {checkpoint.name}: step {state['step']} done (policy version {version})")
+
+
+def _on_stop(run: Session, summary: RunSummary, console, checkpoint: bool) -> None:
+    """Interrupted (``checkpoint``) or stopped: a checkpoint of the last completed step when the learner is still
+    at it (a step half done on the learner's side cannot be checkpointed), and the model."""
+    import ray
+
+    note = ""
+    at = summary.position["step"]
+    if checkpoint and at > 0 and run.ctx.cfg.train.checkpoint_every and ray.get(
+            run.ctx.learner.get_version.remote()) == at:
+        note = f"; checkpoint {_checkpoint(run, summary).name}"
+    saved = ray.get(run.ctx.learner.save.remote(str((run.run_dir / f"interrupted-{summary.steps}").resolve())))
+    if console is not None:
+        console.print(f"[yellow]stopped after step {summary.steps}; model saved to {saved}{note}; continue with "
+                      "--resume[/]")
 
 
 def evaluate_and_log(ctx: Context, log: MetricsLogger, step: int, console, label: str,
                      tasks: tuple[str, ...] | None = None) -> dict[str, float]:
     start = time.perf_counter()
+    reseed_engines(ctx, step, "eval")  # evaluations sample reproducibly too (and a resumed run's the same way)
     result = evaluate(ctx, tasks)
     log.write(step, result, kind="eval")
     if console is not None:

@@ -39,9 +39,9 @@ def test_scalerl_fit_recovers_a_known_curve_and_refuses_too_few_points():
     assert bootstrap([[(1e4, 0.3), (2e4, 0.4)], [(1e4, 0.3), (4e4, 0.5)]], r0) is None
 
 
-def _compare(tmp_path, seeds):
+def _compare(tmp_path, seeds, algorithms="grpo,rloo"):
     return subprocess.run(
-        [sys.executable, "-m", "rlreason.cli", "compare", "--algorithms", "grpo,rloo", "--seeds", str(seeds),
+        [sys.executable, "-m", "rlreason.cli", "compare", "--algorithms", algorithms, "--seeds", str(seeds),
          "--steps", "2", "--set", "rollout.prompts_per_step=4", "--set", "rollout.group_size=2", "--set",
          "tasks.eval_size=12", "--set", "eval.samples=2", "--set", "tasks.eval=[arithmetic]", "--set",
          "output.tensorboard=false", "--set", "eval.every=1", "--out", "cmp"], cwd=tmp_path, capture_output=True,
@@ -52,30 +52,33 @@ def test_compare_runs_every_combination_resumes_and_reports(tmp_path):
     proc = _compare(tmp_path, 1)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "0 of 2 runs already finished" in proc.stdout
-    unfinished = tmp_path / "cmp" / "runs" / "rloo-s1"  # a run that died half-way
-    unfinished.mkdir()
-    (unfinished / "metrics.jsonl").write_text("{}\n")
-    first = (tmp_path / "cmp" / "runs" / "grpo-s0" / "metrics.jsonl").read_text()
-    proc = _compare(tmp_path, 2)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "2 of 4 runs already finished; 2 to run" in proc.stdout
-    assert (tmp_path / "cmp" / "runs" / "rloo-s1.interrupted-1" / "metrics.jsonl").is_file()
-    assert (tmp_path / "cmp" / "runs" / "grpo-s0" / "metrics.jsonl").read_text() == first  # not redone
     out = tmp_path / "cmp"
     analysis = json.loads((out / "analysis.json").read_text())
-    assert set(analysis["order"]) == {"grpo", "rloo"} and all(
-        len(a["finals"]) == 2 for a in analysis["algorithms"].values())
+    assert set(analysis["order"]) == {"grpo", "rloo"}
+    unfinished = out / "runs" / "grpo-s1"  # a run that died half-way
+    unfinished.mkdir()
+    (unfinished / "metrics.jsonl").write_text("{}\n")
+    first = (out / "runs" / "grpo-s0" / "metrics.jsonl").read_text()
+    proc = _compare(tmp_path, 2, "grpo")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 of 2 runs already finished; 1 to run" in proc.stdout
+    assert (out / "runs" / "grpo-s1.interrupted-1" / "metrics.jsonl").is_file()
+    assert (out / "runs" / "grpo-s0" / "metrics.jsonl").read_text() == first  # not redone
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["order"] == ["grpo"] and len(analysis["algorithms"]["grpo"]["finals"]) == 2
     for png in ("reward_vs_step", "reward_vs_tokens", "reward_vs_time", "heldout_vs_step", "heldout_vs_tokens",
                 "heldout_vs_time", "scaling"):
         assert (out / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     env = json.loads((out / "environment.json").read_text())
     assert env["packages"]["torch"] and env["recipe_sha256"]
     assert "| grpo | 2 |" in (out / "report.md").read_text() and "<table>" in (out / "report.html").read_text()
-    # the same report for any finished runs
+    # the same report for any finished runs (the unfinished one is skipped with a warning)
     proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "report", "cmp/runs/grpo-s0", "cmp/runs/grpo-s1",
-                           "--out", "again"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "| grpo | 2 |" in proc.stdout, proc.stderr[-2000:]
-    proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "report", "cmp/runs/rloo-s1.interrupted-1"],
+                           "cmp/runs/rloo-s0", "cmp/runs/grpo-s1.interrupted-1", "--out", "again"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "| grpo | 2 |" in proc.stdout and "| rloo | 1 |" in proc.stdout, proc.stderr
+    assert "skipping cmp/runs/grpo-s1.interrupted-1" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "report", "cmp/runs/grpo-s1.interrupted-1"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "no finished runs" in proc.stderr
 

@@ -106,9 +106,11 @@ def test_dynamic_sampling_keeps_only_groups_with_mixed_rewards(cluster):
     dapo_ctx = Context(cfg, ctx.workers, ctx.learner, ctx.scorer)
     stream = problem_stream(cfg)
     problems = list(itertools.islice(stream, 8))
-    groups, _, dropped = collect_groups(dapo_ctx, problems, more=lambda n: list(itertools.islice(stream, n)))
+    groups, _, dropped, tokens = collect_groups(dapo_ctx, problems, more=lambda n: list(itertools.islice(stream, n)))
     assert groups and all(len(set(g.rewards)) > 1 for g in groups)
     assert dropped > 0 and len(groups) <= 8
+    kept = sum(len(c.completion_ids) for g in groups for c in g.completions)
+    assert tokens > kept  # the dropped groups' generation counts as compute too (the tokens behind compare's fits)
 
 
 def test_greedy_baselines_are_sampled_scored_and_trained_against(cluster):

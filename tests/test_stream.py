@@ -92,7 +92,7 @@ def test_a_stopped_online_run_resumes_the_stream_with_nothing_twice_or_skipped(t
     assert first.returncode == 0, err[-3000:]
     stopped_at = len(_trained_ids(run_dir))
     assert stopped_at >= 8 and "continues after problem" in out
-    second = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    second = subprocess.run([*args, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     stop_writing.set()
     thread.join()
     assert second.returncode == 0, second.stderr[-3000:]

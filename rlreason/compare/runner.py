@@ -36,7 +36,7 @@ def plan(recipe: str | None, algorithms: list[str], seeds: int, steps: int | Non
         for algorithm in algorithms:
             name = f"{algorithm}-s{seed}"
             args = [*([recipe] if recipe else []), *overrides, f"algorithm.name={algorithm}", f"seed={seed}",
-                    f"name={name}", f"output.dir={out_runs}", "output.save_model=false"]
+                    f"name={name}", f"output.dir={out_runs}", "output.save_model=false", "train.checkpoint_every=0"]
             if steps is not None:
                 args.append(f"train.steps={steps}")
             cfg = load_config(recipe, args[1:] if recipe else args)

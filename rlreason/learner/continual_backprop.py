@@ -32,6 +32,14 @@ class ContinualBackprop:
         self._hooks = [layer.lora_A[adapter].register_forward_hook(self._recorder(i))
                        for i, layer in enumerate(self.layers)]
 
+    def state(self) -> dict:
+        return {"utility": self.utility_act, "age": self.age, "steps": self.steps, "replaced": self.replaced_total}
+
+    def load_state(self, state: dict) -> None:
+        self.utility_act = [u.detach().cpu().clone() for u in state["utility"]]  # kept on CPU, as the hooks do
+        self.age = [a.detach().cpu().clone() for a in state["age"]]
+        self.steps, self.replaced_total = state["steps"], state["replaced"]
+
     def close(self) -> None:
         """Stop recording activations (the adapter stopped training)."""
         for hook in self._hooks:

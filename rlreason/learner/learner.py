@@ -9,6 +9,7 @@ of ``micro_batch_size`` sequences. Runs as a Ray actor in training and in-proces
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,10 @@ from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
 from rlreason.learner.policy import build_policy
 from rlreason.registry import load_plugins
 from rlreason.types import TrainBatch, TrainStats, WeightUpdate
+
+
+class NonFiniteError(RuntimeError):
+    """Too many updates in a row were skipped for non-finite numbers; the message says what to try."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Learner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.params = params
         self.version = 0
+        self.nonfinite_steps, self._nonfinite_in_a_row = 0, 0
         self._export_bytes = 0
 
     # -- training -------------------------------------------------------------------------------------------
@@ -131,13 +137,31 @@ class Learner:
                 sums[k] = sums.get(k, 0.0) + (v if k == "loss" else v * share)
         sums.update(self.policy.gradient_metrics())
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        sums.update(self.policy.after_step(self.optimizer))
         sums["grad_norm"] = float(grad_norm)
+        if not (math.isfinite(sums["loss"]) and math.isfinite(sums["grad_norm"])):
+            self._skip_nonfinite(sums)
+        else:
+            self._nonfinite_in_a_row = 0
+            self.optimizer.step()
+            self.scheduler.step()
+            sums.update(self.policy.after_step(self.optimizer))
+        self.optimizer.zero_grad(set_to_none=True)
         sums["lr"] = self.scheduler.get_last_lr()[0]
+        sums["nonfinite_steps"] = float(self.nonfinite_steps)
         return sums
+
+    def _skip_nonfinite(self, sums: dict) -> None:
+        """A non-finite loss or gradient: no update at all (weights, optimizer and schedule unchanged), counted;
+        too many in a row stop the run with what to try."""
+        self.nonfinite_steps += 1
+        self._nonfinite_in_a_row += 1
+        limit = self.cfg.train.max_nonfinite_in_a_row
+        if self._nonfinite_in_a_row >= limit:
+            raise NonFiniteError(
+                f"{self._nonfinite_in_a_row} updates in a row had a non-finite loss or gradient (loss "
+                f"{sums['loss']}, grad norm {sums['grad_norm']}); try a lower train.lr or train.max_grad_norm, "
+                "train.fp32_logits=true, model.dtype=float32, or check the verifier's rewards for NaN/inf "
+                f"(limit: train.max_nonfinite_in_a_row={limit})")
 
     @torch.no_grad()
     def prepare(self, batch: TrainBatch, need_old: bool) -> Prepared:
@@ -201,6 +225,18 @@ class Learner:
         self.scheduler.base_lrs.append(self.cfg.train.lr)
         self.scheduler.lr_lambdas.append(self.scheduler.lr_lambdas[0])
         self.params += fresh
+
+    def save_checkpoint(self, directory: str) -> str:
+        from rlreason.learner.checkpointing import save_learner
+
+        return str(save_learner(self, Path(directory)))
+
+    def load_checkpoint(self, directory: str) -> int:
+        """Restore a checkpoint's state; returns the policy version it was saved at."""
+        from rlreason.learner.checkpointing import load_learner
+
+        load_learner(self, Path(directory))
+        return self.version
 
     def last_export_bytes(self) -> int:
         return self._export_bytes

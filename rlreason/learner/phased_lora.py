@@ -52,6 +52,9 @@ class PhasedLoraPolicy(LoraPolicy):
                                           old.replaced_total)
         return self.trainable()
 
+    def state(self) -> dict:
+        return {**super().state(), "phases": len(self.phases)}
+
     def _freeze(self) -> None:
         for param_name, param in self.peft.named_parameters():
             if ".lora_" in param_name:

@@ -86,6 +86,13 @@ class FullPolicy:
         """A continual run entered a new phase: parameters that start training now (none: the same ones train)."""
         return []
 
+    def state(self) -> dict:
+        """What a checkpoint needs to rebuild this policy exactly."""
+        return {"model": self.model.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+
 
 def peft_lora_config(cfg: RunConfig):
     from peft import LoraConfig
@@ -153,6 +160,20 @@ class LoraPolicy:
 
     def new_phase(self) -> list[torch.nn.Parameter]:
         return []
+
+    def state(self) -> dict:
+        """The adapters (every LoRA tensor), the anchor and continual backprop's bookkeeping."""
+        return {"lora": {n: p.detach().clone() for n, p in self.peft.named_parameters() if ".lora_" in n},
+                "anchor": self._anchor, "cbp": None if self._cbp is None else self._cbp.state()}
+
+    def load_state(self, state: dict) -> None:
+        params = dict(self.peft.named_parameters())
+        with torch.no_grad():
+            for name, value in state["lora"].items():
+                params[name].copy_(value)
+        self._anchor = state["anchor"]
+        if self._cbp is not None and state["cbp"] is not None:
+            self._cbp.load_state(state["cbp"])
 
     def export(self, version: int) -> WeightUpdate:
         """Only the adapter: its tensors under PEFT's names and its config (JSON-ready)."""

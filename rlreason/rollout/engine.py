@@ -147,6 +147,13 @@ class RolloutEngine:
         steps = out.prompt_logprobs[len(prompt_ids):]
         return [step[tok].logprob for step, tok in zip(steps, completion_ids)]
 
+    def reseed(self, seed: int) -> None:
+        """Seed the sampling of the next requests (vLLM's sampler draws from torch's generator in this process:
+        per-request seeds are refused by vLLM's CPU backend)."""
+        import torch
+
+        torch.manual_seed(seed)
+
     def get_version(self) -> int:
         return self.version
 

@@ -8,10 +8,10 @@ message; the rollout engine applies the model's chat template to ``problem.meta[
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +90,9 @@ class Benchmark:
     def records(self, split: str, data_dir: str | None = None) -> list[dict]:
         base = data_dir or os.environ.get(DATA_DIR_ENV)
         if base and (Path(base) / self.files[split]).is_file():
-            with open(Path(base) / self.files[split], encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
+            from rlreason.tasks.files import jsonl_rows
+
+            return jsonl_rows(Path(base) / self.files[split])
         return self._from_hub(split, base)
 
     def _from_hub(self, split: str, base: str | None) -> list[dict]:
@@ -106,8 +107,21 @@ class Benchmark:
                                     f"({type(e).__name__}: {str(e)[:120]})") from None
 
     def problems(self, split: str, data_dir: str | None = None) -> list[Problem]:
-        rows = self.records(split, data_dir)
-        return [self.convert(r, i) for i, r in enumerate(rows) if self.keep is None or self.keep(r)]
+        """The split's rows as problems; a row missing a field is skipped and counted (ValueError when most are)."""
+        rows, out, bad = self.records(split, data_dir), [], []
+        for i, r in enumerate(rows):
+            try:
+                if self.keep is None or self.keep(r):
+                    out.append(self.convert(r, i))
+            except (KeyError, ValueError, TypeError, AttributeError):
+                bad.append(i + 1)
+        if bad and len(bad) >= len(out):
+            raise ValueError(f"task {self.name!r}: {len(bad)} of {len(rows)} rows of {split} lack the fields it needs "
+                             f"(first: row {bad[0]})")
+        if bad:
+            print(f"warning: task {self.name!r}: skipped {len(bad)} malformed row(s) of {split}: "
+                  f"{', '.join(map(str, bad[:10]))}", file=sys.stderr)
+        return out
 
     def eval_problems(self, n: int | None = None, data_dir: str | None = None) -> list[Problem]:
         problems = self.problems(self.eval_split, data_dir)

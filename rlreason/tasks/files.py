@@ -113,7 +113,7 @@ def read_rows(source: str, config: str | None = None, split: str = "train") -> l
                 raise ValueError(f"{source}: a JSON array of objects expected")
             return rows
         if path.suffix in (".jsonl", ".json"):
-            return _jsonl_rows(path)
+            return jsonl_rows(path)
         raise ValueError(f"{source}: unsupported file type {path.suffix!r} (allowed: {', '.join(SUFFIXES)})")
     if path.suffix in SUFFIXES or path.parent != Path(".") and path.parent.exists() or source.count("/") != 1:
         raise ValueError(f"{source}: no such file")
@@ -126,7 +126,7 @@ def read_rows(source: str, config: str | None = None, split: str = "train") -> l
                          f"({type(e).__name__}: {str(e)[:100]})") from None
 
 
-def _jsonl_rows(path: Path) -> list[dict]:
+def jsonl_rows(path: Path) -> list[dict]:
     rows, bad = [], []
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):

@@ -1,0 +1,143 @@
+"""Checkpoints with exact resume, through real processes: a run killed with SIGKILL after a checkpoint and resumed
+produces the same problems and metrics as the uninterrupted run (and two runs of one recipe and seed are identical
+step for step); a corrupt newest checkpoint is reported and the one before is used; Ctrl-C writes a checkpoint and
+leaves no process behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+SMALL = ["rollout.prompts_per_step=4", "rollout.group_size=4", "eval.before=false", "eval.after=false",
+         "output.tensorboard=false", "output.save_model=false", "tasks.eval_size=8", "eval.samples=1"]
+VOLATILE = {"time", "rollout_time_s", "rollout_tokens_per_s", "learner_time_s", "weight_sync_s", "step_time_s"}
+
+
+def _cli(args, cwd, **kw):
+    return [sys.executable, "-m", "rlreason.cli", "train", *args], dict(cwd=cwd, text=True, **kw)
+
+
+def _train_lines(run_dir):
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in x.items() if k not in VOLATILE} for x in lines if x["kind"] == "train"]
+
+
+def _kill_tree(proc):
+    """SIGKILL the run and every process it started (Ray's and vLLM's included)."""
+    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=60)
+
+
+def _wait_for(path, proc, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before writing " + str(path)
+        time.sleep(0.2)
+
+
+def test_a_killed_run_resumes_exactly_where_the_uninterrupted_one_goes(tmp_path):
+    args = [*SMALL, "train.steps=6", "train.checkpoint_every=3"]
+    cmd, kw = _cli([*args, "name=a"], tmp_path, capture_output=True, timeout=600)
+    whole = subprocess.run(cmd, **kw)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    cmd, kw = _cli([*args, "name=b"], tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(cmd, **kw)
+    _wait_for(tmp_path / "runs" / "b" / "checkpoints" / "step-000003" / "COMPLETE", victim)
+    _kill_tree(victim)
+    cmd, kw = _cli([*args, "name=b", "--resume"], tmp_path, capture_output=True, timeout=600)
+    resumed = subprocess.run(cmd, **kw)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from step-000003" in resumed.stdout
+    a, b = _train_lines(tmp_path / "runs" / "a"), _train_lines(tmp_path / "runs" / "b")
+    assert [x["step"] for x in b] == [1, 2, 3, 4, 5, 6]
+    assert b[:3] == a[:3], "two runs of the same recipe and seed differ"
+    assert b[3:] == a[3:], "the resumed steps differ from the uninterrupted run's"
+
+
+def test_a_corrupt_newest_checkpoint_is_reported_and_the_one_before_is_used(tmp_path):
+    args = [*SMALL, "train.checkpoint_every=1", "train.keep_checkpoints=2", "name=c"]
+    cmd, kw = _cli([*args, "train.steps=3"], tmp_path, capture_output=True, timeout=600)
+    first = subprocess.run(cmd, **kw)
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoints = tmp_path / "runs" / "c" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000002", "step-000003"]
+    state = checkpoints / "step-000003" / "learner.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a crash mid-write, or a bad disk
+    cmd, kw = _cli([*args, "train.steps=4", "--resume"], tmp_path, capture_output=True, timeout=600)
+    resumed = subprocess.run(cmd, **kw)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    out = " ".join(resumed.stdout.split())
+    assert "checkpoint step-000003 is unusable: learner.pt is missing or truncated; trying the one before" in out
+    assert "resuming from step-000002" in out
+    assert [x["step"] for x in _train_lines(tmp_path / "runs" / "c")] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path, stop):
+    cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=100", "name=i"], tmp_path,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = subprocess.Popen(cmd, **kw)
+    metrics = tmp_path / "runs" / "i" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
+    assert family  # Ray, its workers, the engine and learner actors, the scorer's processes
+    run.send_signal(stop)
+    out, err = run.communicate(timeout=300)
+    steps = len(_train_lines(tmp_path / "runs" / "i"))
+    checkpoints = list((tmp_path / "runs" / "i" / "checkpoints").glob("step-*"))
+    assert len(checkpoints) == 1 and int(checkpoints[0].name[5:]) == steps, out[-2000:] + err[-2000:]
+    assert (checkpoints[0] / "COMPLETE").is_file()
+    deadline = time.monotonic() + 60
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family):
+        assert time.monotonic() < deadline, "processes left behind after Ctrl-C"
+        time.sleep(0.5)
+
+
+def _learner_step(learner, batch):
+    return learner.train_step(batch).metrics
+
+
+def test_a_restored_learner_takes_exactly_the_step_the_original_takes(tmp_path):
+    """In-process, for every policy kind: full weights; LoRA with one adapter per phase, anchor and continual
+    backprop (the most state there is)."""
+    import torch
+    from batches import good_and_bad_groups
+    from transformers import AutoTokenizer
+
+    from rlreason.batching import build_train_batch
+    from rlreason.config import load_config
+    from rlreason.learner.learner import Learner
+
+    for overrides in ([], ["model.lora.rank=4", "train.lr=0.003", "continual.adapters=per_phase",
+                           "continual.phases=[{task: addition, steps: 1}, {task: programs, steps: 1}]",
+                           "continual.anchor=true", "algorithm.kl_coef=0.05", "continual.cbp_every=1",
+                           "continual.cbp_maturity=0", "train.minibatches=2"]):
+        cfg = load_config(None, overrides)
+        original = Learner(cfg)
+        batch = build_train_batch(good_and_bad_groups(AutoTokenizer.from_pretrained(original.policy.path), 6),
+                                  original.algo)
+        _learner_step(original, batch)
+        if cfg.model.uses_lora:
+            original.new_phase()
+            original.set_anchor()
+            _learner_step(original, batch)
+        original.save_checkpoint(str(tmp_path))
+        restored = Learner(cfg)
+        assert restored.load_checkpoint(str(tmp_path)) == original.version
+        a, b = _learner_step(original, batch), _learner_step(restored, batch)
+        assert a == {**b, "learner_time_s": a["learner_time_s"]}
+        for (n, p), (_, q) in zip(original.model.named_parameters(), restored.model.named_parameters()):
+            assert torch.equal(p, q), n
