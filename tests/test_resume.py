@@ -135,9 +135,13 @@ def test_a_restored_learner_takes_exactly_the_step_the_original_takes(tmp_path):
             original.set_anchor()
             _learner_step(original, batch)
         original.save_checkpoint(str(tmp_path))
-        restored = Learner(cfg)
+        saved_rng = torch.get_rng_state()
+        restored = Learner(cfg)  # (in one process both share torch's generator: each step starts from the saved one)
         assert restored.load_checkpoint(str(tmp_path)) == original.version
-        a, b = _learner_step(original, batch), _learner_step(restored, batch)
+        assert torch.equal(torch.get_rng_state(), saved_rng)  # the checkpoint's generator state is restored
+        a = _learner_step(original, batch)
+        torch.set_rng_state(saved_rng)
+        b = _learner_step(restored, batch)
         assert a == {**b, "learner_time_s": a["learner_time_s"]}
         for (n, p), (_, q) in zip(original.model.named_parameters(), restored.model.named_parameters()):
             assert torch.equal(p, q), n
