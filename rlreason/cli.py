@@ -43,7 +43,7 @@ def _recipe(args: Optional[list[str]], ray_address: Optional[str], resume: Optio
             return cfg
         # a recipe saved by an earlier run names that run's directory: never reuse it without --resume
         run_dir, _ = choose_run_dir(Path(cfg.output.dir) / cfg.name, resume)
-        return load_config(recipe, [*overrides, f"output.run={run_dir}"])
+        return load_config(recipe, [*overrides, f"output.run={run_dir.resolve()}"])
     except RecipeError as e:
         _fail(str(e))
 
