@@ -113,13 +113,9 @@ def latest_checkpoint(run_dir: Path, echo=print) -> tuple[Path, dict] | None:
 
 def recipe_changes(saved: dict, current: dict) -> list[str]:
     """Fields whose value differs between the checkpoint's recipe and the current one, outside ``MAY_CHANGE``."""
-    def flat(tree: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in tree.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return out
+    from rlreason.section import flatten
 
-    a, b = flat(saved), flat(current)
+    a, b = flatten(saved), flatten(current)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and not k.startswith(MAY_CHANGE)]
 

@@ -19,22 +19,27 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 from rlreason.config import RunConfig
 from rlreason.continual_metrics import heatmap, summarize
-from rlreason.controller import as_configured, fitting_stream, rl_step
+from rlreason.controller import as_configured, rl_step, take_fitting
 from rlreason.tasks import get_task
 from rlreason.types import Problem
 
 
 def phase_batch(streams: dict[str, Iterator[Problem]], current: str, earlier: list[str], replay_frac: float,
-                rng: random.Random, n: int) -> list[Problem]:
+                rng: random.Random, n: int, take: Callable[[Iterator[Problem], int], list[Problem]] | None = None
+                ) -> list[Problem]:
     """``n`` problems: ``round(n * replay_frac)`` of them from earlier phases' tasks (chosen uniformly), the rest
-    from the current task. Streams are shared across phases, so a task's stream continues where it stopped."""
+    from the current task. Streams are shared across phases, so a task's stream continues where it stopped.
+    ``take(stream, k)``: the next k problems of a stream (the driver's leaves out prompts that cannot fit)."""
+    take = take or (lambda stream, k: [next(stream) for _ in range(k)])
     replayed = round(n * replay_frac) if earlier else 0
-    batch = [next(streams[current]) for _ in range(n - replayed)]
-    batch += [next(streams[rng.choice(earlier)]) for _ in range(replayed)]
+    batch = take(streams[current], n - replayed)
+    for task, k in Counter(rng.choice(earlier) for _ in range(replayed)).items():
+        batch += take(streams[task], k)
     return batch
 
 
@@ -73,8 +78,7 @@ def _train_phases(cfg: RunConfig, run, console, tasks: list[str]) -> tuple[list[
     from rlreason.train import evaluate_and_log
 
     phases, matrix, step = cfg.continual.phases, [], 0
-    streams = {t: fitting_stream(run.ctx, s) for t, s in task_streams(cfg, tasks).items()}
-    rng = random.Random(cfg.seed)
+    streams, rng = task_streams(cfg, tasks), random.Random(cfg.seed)
     with StepProgress(console, sum(p.steps for p in phases)) as progress:
         for i, phase in enumerate(phases):
             if i > 0:
@@ -85,7 +89,7 @@ def _train_phases(cfg: RunConfig, run, console, tasks: list[str]) -> tuple[list[
             for _ in range(phase.steps):
                 step += 1
                 batch = phase_batch(streams, phase.task, earlier, cfg.continual.replay_frac, rng,
-                                    cfg.rollout.prompts_per_step)
+                                    cfg.rollout.prompts_per_step, take=lambda s, k: take_fitting(run.ctx, s, k))
                 metrics = {**rl_step(run.ctx, batch), "phase": float(i)}
                 run.log.write(step, metrics)
                 progress.update(step, metrics)

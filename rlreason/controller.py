@@ -259,20 +259,6 @@ def fitting(ctx: Context, problems: list[Problem]) -> tuple[list[Problem], int]:
     return kept, len(problems) - len(kept)
 
 
-def fitting_stream(ctx: Context, stream: Iterator[Problem], chunk: int = 64) -> Iterator[Problem]:
-    """``stream`` without the prompts that cannot fit the context (counted in ``ctx.too_long``, never sent to an
-    engine); lengths are asked of a rollout worker ``chunk`` problems at a time."""
-    dropped_in_a_row = 0
-    while True:
-        problems = [next(stream) for _ in range(chunk)]
-        kept, dropped = fitting(ctx, problems)
-        ctx.too_long += dropped
-        dropped_in_a_row = 0 if kept else dropped_in_a_row + dropped
-        if dropped_in_a_row >= NOTHING_FITS:
-            raise ValueError(nothing_fits(ctx.cfg, dropped_in_a_row))
-        yield from (p for p in kept if p.id not in ctx.retired)  # retired while this chunk waited
-
-
 def evaluate_groups(ctx: Context, name: str, n: int, temperature: float) -> tuple[list[ScoredGroup], int]:
     """Task ``name``'s held-out problems that fit the context, ``n`` completions each, scored; and how many
     problems did not fit."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+
+from rlreason.section import flatten
 from pathlib import Path
 
 PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
@@ -21,17 +23,6 @@ PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
 
 def missing(tracker: str) -> bool:
     return importlib.util.find_spec(PACKAGES[tracker]) is None
-
-
-def flat(tree: dict, prefix: str = "") -> dict[str, str]:
-    """A nested recipe as ``section.field: value`` strings (MLflow params)."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = str(value)[:500]
-    return out
 
 
 class WandbTracker:
@@ -59,7 +50,7 @@ class MlflowTracker:
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(project)
         self._run = mlflow.start_run(run_name=name)
-        params = flat(recipe)
+        params = {k: str(v)[:500] for k, v in flatten(recipe).items()}  # MLflow params are short strings
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per call
             mlflow.log_params(dict(list(params.items())[i: i + 100]))
 

@@ -146,14 +146,14 @@ def _loop(run: Session, stream, console, summary: RunSummary) -> None:
 def _mark(run: Session, stream, summary: RunSummary) -> None:
     """Remember where the data stands after a completed step (a Ctrl-C in the next one must not move it)."""
     ctx = run.ctx
-    summary.position = {"step": summary.steps, "drawn": stream.drawn, "retired": sorted(ctx.retired),
-                        "too_long": ctx.too_long, "before": summary.before,
-                        "recipe": ctx.cfg.model_dump(mode="json")}
+    summary.position = {"step": summary.steps, "drawn": stream.drawn, "retired": list(ctx.retired),
+                        "too_long": ctx.too_long, "before": summary.before}
 
 
 def _checkpoint(run: Session, summary: RunSummary):
-    return save_checkpoint(run.run_dir, summary.position["step"], run.ctx.learner, summary.position,
-                           run.ctx.cfg.train.keep_checkpoints)
+    state = {**summary.position, "retired": sorted(summary.position["retired"]),
+             "recipe": run.ctx.cfg.model_dump(mode="json")}
+    return save_checkpoint(run.run_dir, state["step"], run.ctx.learner, state, run.ctx.cfg.train.keep_checkpoints)
 
 
 def restore_point(cfg: RunConfig, console) -> tuple[Path, dict] | None:

@@ -35,6 +35,8 @@ def test_a_jsonl_file_inline_in_the_recipe_becomes_a_task_with_a_fixed_held_out_
     train = [next(stream) for _ in range(36)]
     assert len(held) == 4 and {p.id for p in train} == {f"mine:q{i}" for i in range(40)} - {p.id for p in held}
     assert held == get_task("mine").eval_problems()  # the same rows every time
+    load_config(None, [f"tasks.train=[{_spec(path, id='qid')}]"])
+    assert get_task("mine") is task  # the same spec validated again does not read the file again
     assert train[0].verifier == "exact_answer" and train[0].reference == str(2 * int(train[0].id[6:]) + 1)
     # the saved recipe (as a run writes it) validates again, from anywhere
     again = validate(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"))))

@@ -63,9 +63,13 @@ class DataTaskSpec(Section):
             VERIFIERS.get(self.verifier)
         except KeyError as e:
             raise ValueError(f"verifier: {e}") from None
-        if self.task_name in TASKS.names() and not isinstance(TASKS.get(self.task_name), FileTask):
+        known = TASKS.get(self.task_name) if self.task_name in TASKS.names() else None
+        if known is not None and not isinstance(known, FileTask):
             raise ValueError(f"name: {self.task_name!r} is a built-in task; give your data another name")
-        TASKS.register(self.task_name, FileTask.load(self), replace=lambda old: isinstance(old, FileTask))
+        # the same spec validated again (a command loads its recipe twice, compare once per combination) reuses
+        # the rows already read: the file is read once per process
+        if known is None or known.spec != self:
+            TASKS.register(self.task_name, FileTask.load(self), replace=lambda old: isinstance(old, FileTask))
         return self
 
     @property
