@@ -77,6 +77,7 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         return
     from rlreason.config import RecipeError
     from rlreason.learner.learner import NonFiniteError
+    from rlreason.rollout.recovery import LearnerLost, WorkerLost
 
     try:
         run_training(cfg, console, resume=resume and cfg.run_dir.exists())
@@ -84,6 +85,8 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         _fail(str(e))
     except NonFiniteError as e:  # raised in the learner actor; its own message says what to try
         _fail(str(getattr(e, "cause", None) or e).strip().splitlines()[-1], 1)
+    except (WorkerLost, LearnerLost) as e:
+        _fail(str(e), 1)
 
 
 @app.command()

@@ -171,6 +171,10 @@ class RolloutConfig(Section):
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     kv_cache_gib: int = Field(1, ge=1, description="vLLM CPU KV-cache size per worker")
+    max_restarts: int = Field(3, ge=0, description="restarts of each rollout worker after it dies, then the run stops")
+    mode: Literal["sync", "async"] = Field("sync", description="async: generate the next batches while the learner "
+                                           "trains (off-policy by up to max_staleness versions)")
+    max_staleness: int = Field(1, ge=1, description="async: batches generated ahead; older data is dropped")
 
 
 class TrainConfig(Section):

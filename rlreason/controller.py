@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from rlreason.batching import build_train_batch
 from rlreason.config import RunConfig
 from rlreason.rollout.engine import SamplingSpec
+from rlreason.rollout.recovery import on_worker, on_workers
 from rlreason.scoring import Scorer, score_composite
 from rlreason.tasks import get_task
 from rlreason.types import Problem, ScoredGroup
@@ -29,6 +30,8 @@ class Context:
     scorer: Scorer
     retired: set[str] = field(default_factory=set)  # problem ids the policy already solves (leave the pool)
     too_long: int = 0  # training prompts left out so far: prompt + rollout.max_tokens over model.max_model_len
+    worker_restarts: int = 0  # rollout workers restarted after dying (rlreason.rollout.recovery)
+    seeds: dict[int, int] = field(default_factory=dict)  # the sampling seed each worker was last given
 
 
 class ProblemStream:
@@ -99,9 +102,8 @@ def step_seed(seed: int, step: int, rank: int, salt: str = "rollout") -> int:
 
 
 def reseed_engines(ctx: Context, step: int, salt: str = "rollout") -> None:
-    import ray
-
-    ray.get([w.reseed.remote(step_seed(ctx.cfg.seed, step, rank, salt)) for rank, w in enumerate(ctx.workers)])
+    ctx.seeds = {rank: step_seed(ctx.cfg.seed, step, rank, salt) for rank in range(len(ctx.workers))}
+    on_workers(ctx, {rank: (lambda w, s=seed: w.reseed.remote(s)) for rank, seed in ctx.seeds.items()})
 
 
 def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
@@ -118,17 +120,12 @@ def as_configured(cfg: RunConfig, problem: Problem) -> Problem:
 
 
 def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec) -> list[tuple[Problem, list]]:
-    """Spread problems over the rollout workers; collect with ``ray.wait``; keep the input order."""
-    import ray
-
+    """Spread problems over the rollout workers (a worker that dies is restarted and its share generated again);
+    keep the input order."""
     n = len(ctx.workers)
     chunks = [problems[i::n] for i in range(n)]
-    pending = {w.generate.remote(chunk, sampling): i for i, (w, chunk) in enumerate(zip(ctx.workers, chunks))
-               if chunk}
-    done: dict[int, list] = {}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        done[pending.pop(ready[0])] = ray.get(ready[0])
+    done = on_workers(ctx, {i: (lambda w, c=chunk: w.generate.remote(c, sampling))
+                            for i, chunk in enumerate(chunks) if chunk})
     out = [None] * len(problems)
     for i, groups in done.items():
         for j, group in enumerate(groups):
@@ -150,7 +147,7 @@ def push_weights(ctx: Context) -> dict[str, float]:
 
     start = time.perf_counter()
     update = ctx.learner.export_weights.remote()
-    ray.get([w.load_weights.remote(update) for w in ctx.workers])
+    on_workers(ctx, {i: (lambda w: w.load_weights.remote(update)) for i in range(len(ctx.workers))})
     seconds = time.perf_counter() - start
     return {"weight_sync_s": seconds, "weight_sync_bytes": float(ray.get(ctx.learner.last_export_bytes.remote()))}
 
@@ -175,6 +172,7 @@ def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Pr
     return {**rollout_metrics(groups, gen_time), "rollout_tokens": float(tokens),
             "rollout_tokens_per_s": tokens / max(gen_time, 1e-9), **stats.metrics, "policy_version": stats.version,
             "filtered_groups": dropped, "retired_prompts": retired, "too_long_prompts": float(ctx.too_long), **sync,
+            "worker_restarts": float(ctx.worker_restarts),
             "step_time_s": time.perf_counter() - start}
 
 
@@ -251,10 +249,8 @@ def component_means(groups: list[ScoredGroup]) -> dict[str, float]:
 def fitting(ctx: Context, problems: list[Problem]) -> tuple[list[Problem], int]:
     """The problems whose prompt plus ``rollout.max_tokens`` fits ``model.max_model_len`` (the others would crash
     the engine), and how many were left out."""
-    import ray
-
     room = ctx.cfg.model.max_model_len - ctx.cfg.rollout.max_tokens
-    lengths = ray.get(ctx.workers[0].prompt_lengths.remote(problems)) if problems else []
+    lengths = on_worker(ctx, 0, lambda w: w.prompt_lengths.remote(problems)) if problems else []
     kept = [p for p, n in zip(problems, lengths) if n <= room]
     return kept, len(problems) - len(kept)
 

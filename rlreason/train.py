@@ -24,6 +24,7 @@ from rlreason.controller import (Context, evaluate, problem_stream, push_weights
                                  take_fitting)
 from rlreason.learner.learner import NonFiniteError
 from rlreason.metrics import MemoryMonitor, MetricsLogger
+from rlreason.rollout.recovery import WorkerLost, learner_lost
 from rlreason.scoring import Scorer
 
 
@@ -83,6 +84,12 @@ def session(cfg: RunConfig) -> Iterator[Session]:
             cluster.shutdown()
 
 
+def ray_actor_error() -> type[Exception]:
+    import ray
+
+    return ray.exceptions.RayActorError
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -108,9 +115,11 @@ def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
         _mark(run, stream, summary)
         try:
             _loop(run, stream, console, summary)
-        except (KeyboardInterrupt, NonFiniteError) as e:  # keep what was learned; metrics.jsonl is on disk
-            _on_stop(run, summary, console, checkpoint=isinstance(e, KeyboardInterrupt))
+        except (KeyboardInterrupt, NonFiniteError, WorkerLost) as e:  # keep what was learned; metrics are on disk
+            _on_stop(run, summary, console, checkpoint=not isinstance(e, NonFiniteError))
             raise
+        except ray_actor_error() as e:  # rollout workers are revived (rollout.recovery): this is the learner
+            raise learner_lost(e) from e
         if cfg.train.checkpoint_every:  # on exit too: --resume with more train.steps continues from here
             _checkpoint(run, summary)
         summary.after = evaluate_and_log(run.ctx, run.log, cfg.train.steps, console, "after") if cfg.eval.after else {}

@@ -22,9 +22,28 @@ from pathlib import Path
 
 
 def _tmpfs_root() -> str:
+    """A fresh directory for this engine's adapter versions, named after its process; those left by engines
+    that died without cleaning up (killed, out of memory) are removed first."""
     shm = Path("/dev/shm")
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return tempfile.mkdtemp(prefix="rlreason-adapters-", dir=base)
+    for left in Path(base or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = left.name[len(PREFIX):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base)
+
+
+PREFIX = "rlreason-adapters-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 class AdapterVersions:
