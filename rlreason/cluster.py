@@ -50,8 +50,11 @@ def start_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
                  adapter=cfg.model.adapter)
         for rank in range(n)
     ]
-    # The loop is synchronous (generate, then train), so the learner may use every core while engines idle.
-    actor = ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=os.cpu_count()) if learner else None
+    # Synchronous (generate, then train): the learner may use every core while the engines idle. Asynchronous:
+    # both work at once, so the learner takes half.
+    cores = os.cpu_count() or 1
+    threads = cores if cfg.rollout.mode == "sync" else max(1, cores // 2)
+    actor = ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=threads) if learner else None
     ray.get([w.get_version.remote() for w in workers]  # surface start errors
             + ([actor.get_version.remote()] if actor is not None else []))
     return Cluster(workers=workers, learner=actor, started_ray=started)

@@ -122,10 +122,26 @@ def as_configured(cfg: RunConfig, problem: Problem) -> Problem:
 def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec) -> list[tuple[Problem, list]]:
     """Spread problems over the rollout workers (a worker that dies is restarted and its share generated again);
     keep the input order."""
-    n = len(ctx.workers)
-    chunks = [problems[i::n] for i in range(n)]
-    done = on_workers(ctx, {i: (lambda w, c=chunk: w.generate.remote(c, sampling))
-                            for i, chunk in enumerate(chunks) if chunk})
+    return gathered(problems, len(ctx.workers), on_workers(ctx, generate_calls(problems, len(ctx.workers),
+                                                                             sampling)))
+
+
+def generate_calls(problems: list[Problem], n: int, sampling: SamplingSpec,
+                   seeds: dict[int, int] | None = None) -> dict[int, Callable]:
+    """Worker ``i``'s share of ``problems`` (every n-th), as a call for ``rollout.recovery`` (seeding the
+    worker's sampling first, with ``seeds``)."""
+    def call(i: int, chunk: list[Problem]) -> Callable:
+        def send(worker):
+            if seeds is not None:
+                worker.reseed.remote(seeds[i])  # (an actor runs its calls in order: this one comes first)
+            return worker.generate.remote(chunk, sampling)
+        return send
+
+    return {i: call(i, problems[i::n]) for i in range(n) if problems[i::n]}
+
+
+def gathered(problems: list[Problem], n: int, done: dict[int, list]) -> list[tuple[Problem, list]]:
+    """The workers' groups back in the problems' order."""
     out = [None] * len(problems)
     for i, groups in done.items():
         for j, group in enumerate(groups):
@@ -156,24 +172,31 @@ def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Pr
             step: int | None = None) -> dict[str, float]:
     """One step of the loop; returns its flat metrics. ``more(n)`` supplies refills for dynamic sampling. With
     ``step``, the engines' sampling is seeded from (run seed, step, worker) first."""
-    import ray
-
-    cfg, start = ctx.cfg, time.perf_counter()
+    start = time.perf_counter()
     if step is not None:
         reseed_engines(ctx, step)
     groups, gen_time, dropped, tokens = collect_groups(ctx, problems, more)
+    stats = learn(ctx, groups)
+    sync = push_weights(ctx)
+    # every generated token counts as compute, also those of groups dynamic sampling dropped
+    return {**rollout_metrics(groups, gen_time), "rollout_tokens": float(tokens),
+            "rollout_tokens_per_s": tokens / max(gen_time, 1e-9), **stats, "filtered_groups": dropped, **sync,
+            "step_time_s": time.perf_counter() - start}
+
+
+def learn(ctx: Context, groups: list[ScoredGroup]) -> dict[str, float]:
+    """Retire solved prompts, attach greedy baselines when the algorithm needs them, train one step on the
+    groups; the learner's metrics and the run's counters."""
+    import ray
+
+    cfg = ctx.cfg
     retired = retire_solved(ctx, groups)
     if cfg.algorithm.needs_greedy_baseline:
         groups = with_greedy_baselines(ctx, groups)
     batch = build_train_batch(groups, cfg.algorithm, max_tokens=cfg.rollout.max_tokens)
     stats = ray.get(ctx.learner.train_step.remote(batch))
-    sync = push_weights(ctx)
-    # every generated token counts as compute, also those of groups dynamic sampling dropped
-    return {**rollout_metrics(groups, gen_time), "rollout_tokens": float(tokens),
-            "rollout_tokens_per_s": tokens / max(gen_time, 1e-9), **stats.metrics, "policy_version": stats.version,
-            "filtered_groups": dropped, "retired_prompts": retired, "too_long_prompts": float(ctx.too_long), **sync,
-            "worker_restarts": float(ctx.worker_restarts),
-            "step_time_s": time.perf_counter() - start}
+    return {**stats.metrics, "policy_version": stats.version, "retired_prompts": retired,
+            "too_long_prompts": float(ctx.too_long), "worker_restarts": float(ctx.worker_restarts)}
 
 
 def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None,

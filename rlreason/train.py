@@ -112,7 +112,7 @@ def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
             _restore(run, stream, summary, *restored, console)
         elif cfg.eval.before:
             summary.before = evaluate_and_log(run.ctx, run.log, 0, console, "before")
-        _mark(run, stream, summary)
+        _mark(run, stream.drawn, summary)
         try:
             _loop(run, stream, console, summary)
         except (KeyboardInterrupt, NonFiniteError, WorkerLost) as e:  # keep what was learned; metrics are on disk
@@ -132,30 +132,51 @@ def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
     return summary
 
 
+class SyncSteps:
+    """``rollout.mode: sync``: each step generates from the weights of the step before (on-policy)."""
+
+    def __init__(self, ctx: Context, stream, console=None) -> None:
+        self.ctx, self.stream = ctx, stream
+
+    def take(self, n: int) -> list:
+        return take_fitting(self.ctx, self.stream, n)
+
+    def __call__(self, step: int) -> dict[str, float]:
+        return rl_step(self.ctx, self.take(self.ctx.cfg.rollout.prompts_per_step), more=self.take, step=step)
+
+    def drawn(self) -> int:
+        """The stream position a resume continues from (no problem drawn for a step not yet done)."""
+        return self.stream.drawn
+
+
+def steps_for(cfg: RunConfig):
+    """The driver of ``rollout.mode``."""
+    from rlreason.async_rollouts import AsyncSteps
+
+    return {"sync": SyncSteps, "async": AsyncSteps}[cfg.rollout.mode]
+
+
 def _loop(run: Session, stream, console, summary: RunSummary) -> None:
     ctx, cfg = run.ctx, run.ctx.cfg
     every = cfg.train.checkpoint_every
-
-    def take(n: int) -> list:
-        return take_fitting(ctx, stream, n)
-
+    steps = steps_for(cfg)(ctx, stream, console)
     with StepProgress(console, cfg.train.steps) as progress:
         for step in range(summary.steps + 1, cfg.train.steps + 1):
-            metrics = rl_step(ctx, take(cfg.rollout.prompts_per_step), more=take, step=step)
+            metrics = steps(step)
             run.log.write(step, metrics)
             progress.update(step, metrics)
             if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
                 evaluate_and_log(ctx, run.log, step, console, f"step {step}")
             summary.steps = step
-            _mark(run, stream, summary)
+            _mark(run, steps.drawn(), summary)
             if every and step % every == 0 and step < cfg.train.steps:
                 _checkpoint(run, summary)
 
 
-def _mark(run: Session, stream, summary: RunSummary) -> None:
+def _mark(run: Session, drawn: int, summary: RunSummary) -> None:
     """Remember where the data stands after a completed step (a Ctrl-C in the next one must not move it)."""
     ctx = run.ctx
-    summary.position = {"step": summary.steps, "drawn": stream.drawn, "retired": list(ctx.retired),
+    summary.position = {"step": summary.steps, "drawn": drawn, "retired": list(ctx.retired),
                         "too_long": ctx.too_long, "before": summary.before}
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from rlreason.algorithms import LossInputs, get_algorithm
-from rlreason.algorithms.common import kl_penalty, masked_mean
+from rlreason.algorithms.common import effective_sample_size, kl_penalty, masked_mean
 from rlreason.batching import advantage_inputs, step_counts
 from rlreason.config import RunConfig
 from rlreason.learner.critic import Critic
@@ -126,10 +126,11 @@ class Learner:
             loss.backward()
             m = inputs.loss_mask
             share = float(m.sum()) / max(counts["num_tokens"], 1.0)
-            mismatch = (inputs.old_logprobs - inputs.rollout_logprobs).abs()
+            log_ratio = inputs.old_logprobs - inputs.rollout_logprobs  # learner vs the engine that sampled
             # Each micro-batch loss is normalised by the whole step's counts, so their sum is the step's loss.
             step_metrics = {"loss": loss.item(), "entropy": masked_mean(inputs.entropy.detach(), m),
-                            "logprob_mismatch": masked_mean(mismatch, m), **algo_metrics}
+                            "logprob_mismatch": masked_mean(log_ratio.abs(), m),
+                            **effective_sample_size(log_ratio, m), **algo_metrics}
             if inputs.ref_logprobs is not None:  # forgetting is predicted by the KL to the base model
                 step_metrics["kl_to_ref"] = masked_mean(kl_penalty(inputs.logprobs.detach(), inputs.ref_logprobs,
                                                                    "k3"), m)

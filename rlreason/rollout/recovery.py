@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -22,22 +23,39 @@ class LearnerLost(RuntimeError):
     """The learner process died; the run cannot go on (the last checkpoint is intact)."""
 
 
-def on_workers(ctx, calls: dict[int, Callable[[Any], Any]]) -> dict[int, Any]:
-    """``calls[i](ctx.workers[i])`` (each returns an ObjectRef) for every ``i``, in parallel; the results by worker
-    index. A worker that dies meanwhile is revived and its call issued again."""
+@dataclass
+class Pending:
+    """Calls sent to the workers, not yet collected: ``refs`` maps each ObjectRef to its worker's index."""
+
+    calls: dict[int, Callable[[Any], Any]]
+    refs: dict = field(default_factory=dict)
+
+
+def issue(ctx, calls: dict[int, Callable[[Any], Any]]) -> Pending:
+    """Send ``calls[i](ctx.workers[i])`` (each returns an ObjectRef) to every worker ``i``; returns at once."""
+    return Pending(calls, {calls[i](ctx.workers[i]): i for i in calls})
+
+
+def collect(ctx, pending: Pending) -> dict[int, Any]:
+    """The results of ``pending`` by worker index. A worker that died meanwhile is revived and its call sent
+    again."""
     import ray
 
-    pending = {calls[i](ctx.workers[i]): i for i in calls}
     done: dict[int, Any] = {}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        i = pending.pop(ready[0])
+    while pending.refs:
+        ready, _ = ray.wait(list(pending.refs), num_returns=1)
+        i = pending.refs.pop(ready[0])
         try:
             done[i] = ray.get(ready[0])
         except ray.exceptions.RayActorError as e:
             revive(ctx, i, e)
-            pending[calls[i](ctx.workers[i])] = i
+            pending.refs[pending.calls[i](ctx.workers[i])] = i
     return done
+
+
+def on_workers(ctx, calls: dict[int, Callable[[Any], Any]]) -> dict[int, Any]:
+    """``issue`` then ``collect``: the calls run in parallel, their results by worker index."""
+    return collect(ctx, issue(ctx, calls))
 
 
 def on_worker(ctx, i: int, call: Callable[[Any], Any]) -> Any:
