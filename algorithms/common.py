@@ -128,6 +128,23 @@ def overlong_penalty(lengths: torch.Tensor, max_tokens: int, buffer_frac: float,
     return -penalty * (over / buffer).clamp(max=1.0)
 
 
+def effective_sample_size(*parts: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """Normalised effective sample size of importance weights, ESS = (sum w)^2 / (n sum w^2) in (0, 1]: 1 when
+    every weight is equal (on-policy), falling towards 1/n as a few samples dominate (a collapse predictor for
+    stale data, VCPO arXiv 2602.17616). Over tokens (``is_ess``) and over sequences, whose weight is the product
+    of their tokens' (``is_ess_seq``). ``parts``: ([B, T] per-token log-ratios, [B, T] mask) pairs, pooled (the
+    micro-batches of one optimizer step)."""
+    def ess(logs: torch.Tensor) -> float:
+        if logs.numel() == 0:
+            return float("nan")
+        w = torch.exp(logs.double() - logs.double().max())  # scale-free: shift for stability
+        return float(w.sum() ** 2 / (w.numel() * (w ** 2).sum()))
+
+    tokens = torch.cat([(log_w.detach() * m)[m > 0] for log_w, m in parts])
+    sequences = torch.cat([(log_w.detach() * m).sum(1)[m.sum(1) > 0] for log_w, m in parts])
+    return {"is_ess": ess(tokens), "is_ess_seq": ess(sequences)}
+
+
 def rollout_importance_weights(inputs, cfg) -> tuple[torch.Tensor | None, dict[str, float]]:
     """Truncated importance sampling (TIS) between the policy the learner holds (``old_logprobs``) and the
     rollout engine that sampled (``rollout_logprobs``): w = pi_old / pi_rollout per token, or its product over the
@@ -149,21 +166,6 @@ def rollout_importance_weights(inputs, cfg) -> tuple[torch.Tensor | None, dict[s
 
 
 # -- token-level returns (PPO, REINFORCE++) ------------------------------------------------------------------
-def effective_sample_size(log_w: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """Normalised effective sample size of importance weights, ESS = (sum w)^2 / (n sum w^2) in (0, 1]: 1 when
-    every weight is equal (on-policy), falling towards 1/n as a few samples dominate (a collapse predictor for
-    stale data, VCPO arXiv 2602.17616). Over tokens (``is_ess``) and over sequences, whose weight is the product
-    of their tokens' (``is_ess_seq``). ``log_w``: [B, T] per-token log-ratios, 0 off the mask."""
-    def ess(logs: torch.Tensor) -> float:
-        if logs.numel() == 0:
-            return float("nan")
-        w = torch.exp(logs.double() - logs.double().max())  # scale-free: shift for stability
-        return float(w.sum() ** 2 / (w.numel() * (w ** 2).sum()))
-
-    log_w = log_w.detach() * mask
-    return {"is_ess": ess(log_w[mask > 0]), "is_ess_seq": ess(log_w.sum(1)[mask.sum(1) > 0])}
-
-
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     """[B, T] completion mask -> [B] index of each row's last completion token (0 for empty rows)."""
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)

@@ -33,6 +33,7 @@ from rlreason.types import Problem, ScoredGroup
 class InFlight:
     step: int  # the step that will train on it
     drawn: int  # the stream's position before its problems were drawn (where a resume continues)
+    too_long: int  # prompts left out as too long before it was drawn
     problems: list[Problem]
     pending: Pending
     sent: float
@@ -52,17 +53,19 @@ class AsyncSteps:
             console.print("[yellow]rollout.mode async with algorithm.tis_mode off: stale samples are not "
                           "importance-corrected (algorithm.tis_mode=token corrects them)[/]")
 
-    def drawn(self) -> int:
-        return self.ahead[0].drawn if self.ahead else self.stream.drawn
+    def position(self) -> tuple[int, int]:
+        """Where a resume continues: before the batches in flight (they are drawn again)."""
+        first = self.ahead[0] if self.ahead else None
+        return (first.drawn, first.too_long) if first else (self.stream.drawn, self.ctx.too_long)
 
     def _send(self, step: int) -> None:
         ctx, n = self.ctx, len(self.ctx.workers)
-        drawn = self.stream.drawn
+        drawn, too_long = self.stream.drawn, ctx.too_long
         problems = take_fitting(ctx, self.stream, ctx.cfg.rollout.prompts_per_step)
         seeds = {i: step_seed(ctx.cfg.seed, step, i) for i in range(n)}
         ctx.seeds = seeds  # what a revived worker is reseeded with
-        self.ahead.append(InFlight(step, drawn, problems, issue(ctx, generate_calls(problems, n, self.sampling,
-                                                                                    seeds)), time.perf_counter()))
+        pending = issue(ctx, generate_calls(problems, n, self.sampling, seeds))
+        self.ahead.append(InFlight(step, drawn, too_long, problems, pending, time.perf_counter()))
 
     def _fill(self, upto: int) -> None:
         """Batches in flight for every step up to ``upto``."""
@@ -74,14 +77,14 @@ class AsyncSteps:
         """Send the learner's new weights to every engine; collected later, when done (never waited on here)."""
         update = self.ctx.learner.export_weights.remote()
         self.pushes.append(issue(self.ctx, {i: (lambda w: w.load_weights.remote(update))
-                                            for i in range(len(self.ctx.workers))}))
+                                            for i in range(len(self.ctx.workers))}, reissue=False))
 
     def _collect_pushes(self) -> None:
         import ray
 
         while self.pushes and not ray.wait(list(self.pushes[0].refs), num_returns=len(self.pushes[0].refs),
                                            timeout=0)[1]:
-            self.push_s = max(collect(self.ctx, self.pushes.popleft()).values())
+            self.push_s = max(collect(self.ctx, self.pushes.popleft()).values(), default=self.push_s)
 
     def __call__(self, step: int) -> dict[str, float]:
         ctx, last, k = self.ctx, self.ctx.cfg.train.steps, self.ctx.cfg.rollout.max_staleness
@@ -102,7 +105,7 @@ class AsyncSteps:
         self._collect_pushes()
         return {**rollout_metrics(groups, in_flight), "rollout_tokens": float(tokens), **stats, **info,
                 "stale_dropped": float(self.stale_dropped),
-                "rollout_wait_s": waited, "weight_sync_s": self.push_s, "step_time_s": time.perf_counter() - start}
+                "rollout_wait_s": waited, "weight_load_s": self.push_s, "step_time_s": time.perf_counter() - start}
 
 
 def fresh_groups(groups: list[ScoredGroup], version: int, max_staleness: int,

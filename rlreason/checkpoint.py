@@ -21,7 +21,8 @@ CONTROLLER = "controller.json"
 REQUIRED = ("learner.pt", CONTROLLER)
 # what may change between a run and its --resume (everything else must match the checkpoint's recipe)
 MAY_CHANGE = ("train.steps", "train.lr", "train.checkpoint_every", "train.keep_checkpoints",
-              "train.max_nonfinite_in_a_row", "eval.", "output.", "ray.")
+              "train.max_nonfinite_in_a_row", "eval.", "output.", "ray.", "rollout.workers", "rollout.kv_cache_gib",
+              "rollout.max_restarts")
 
 
 def _step(path: Path) -> int:
@@ -120,18 +121,21 @@ def recipe_changes(saved: dict, current: dict) -> list[str]:
             if a.get(k) != b.get(k) and not k.startswith(MAY_CHANGE)]
 
 
-def trim_metrics(run_dir: Path, step: int) -> None:
-    """Drop the metrics of steps after ``step`` (the resumed run writes them again), atomically."""
+def trim_metrics(run_dir: Path, step: int, lines: int | None = None) -> None:
+    """Drop what the run logged after its checkpoint (the resumed run writes it again), atomically: all but the
+    first ``lines`` lines (the count the checkpoint recorded), or without it every line of a step after
+    ``step``."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return
     kept = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
+            record = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by the crash
             continue
+        if (len(kept) < lines) if lines is not None else record.get("step", 0) <= step:
+            kept.append(line)
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(f"{line}\n" for line in kept))
     os.replace(tmp, path)

@@ -77,7 +77,6 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         return
     from rlreason.config import RecipeError
     from rlreason.learner.learner import NonFiniteError
-    from rlreason.rollout.recovery import LearnerLost, WorkerLost
 
     try:
         run_training(cfg, console, resume=resume and cfg.run_dir.exists())
@@ -85,8 +84,6 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         _fail(str(e))
     except NonFiniteError as e:  # raised in the learner actor; its own message says what to try
         _fail(str(getattr(e, "cause", None) or e).strip().splitlines()[-1], 1)
-    except (WorkerLost, LearnerLost) as e:
-        _fail(str(e), 1)
 
 
 @app.command()
@@ -327,11 +324,14 @@ def verify(verifier: str = typer.Argument(..., help="a registered verifier or mo
 
 
 def main() -> None:
+    from rlreason.rollout.recovery import LearnerLost, WorkerLost
     from rlreason.trackers import TrackerError
 
     try:
         app(prog_name="rlreason")
-    except TrackerError as e:  # a tracker that cannot start (not logged in, bad URI): one line, not a traceback
+    # a tracker that cannot start (not logged in, bad URI); a rollout worker that keeps dying; a dead learner:
+    # one line, not a traceback (every command that runs the cluster)
+    except (TrackerError, WorkerLost, LearnerLost) as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
 

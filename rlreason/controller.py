@@ -1,8 +1,8 @@
 """The driver loop: sample -> generate -> verify -> advantage -> train -> push weights -> log, each a visible call.
 
-Synchronous and on-policy: every step's rollouts come from the weights of the step before. (Asynchronous rollouts
-with bounded staleness are planned; ``Completion.policy_version`` and ``TrainBatch.policy_version`` are already
-carried for them.)
+``rl_step`` is synchronous and on-policy: every step's rollouts come from the weights of the step before. The
+asynchronous driver (``rlreason.async_rollouts``) reuses the same stages (``learn``, ``score``, the generate
+calls); every completion carries the policy version that sampled it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 
 from rlreason.batching import build_train_batch
 from rlreason.config import RunConfig
-from rlreason.rollout.engine import SamplingSpec
-from rlreason.rollout.recovery import on_worker, on_workers
+from rlreason.rollout.engine import SamplingSpec, prompt_ids
+from rlreason.rollout.recovery import on_workers
 from rlreason.scoring import Scorer, score_composite
 from rlreason.tasks import get_task
 from rlreason.types import Problem, ScoredGroup
@@ -31,6 +31,8 @@ class Context:
     retired: set[str] = field(default_factory=set)  # problem ids the policy already solves (leave the pool)
     too_long: int = 0  # training prompts left out so far: prompt + rollout.max_tokens over model.max_model_len
     worker_restarts: int = 0  # rollout workers restarted after dying (rlreason.rollout.recovery)
+    lives: dict[int, int] = field(default_factory=dict)  # restarts of each worker
+    tokenizer: object = None  # the model's, loaded on first use (prompt lengths, without asking an engine)
     seeds: dict[int, int] = field(default_factory=dict)  # the sampling seed each worker was last given
 
 
@@ -163,9 +165,11 @@ def push_weights(ctx: Context) -> dict[str, float]:
 
     start = time.perf_counter()
     update = ctx.learner.export_weights.remote()
-    on_workers(ctx, {i: (lambda w: w.load_weights.remote(update)) for i in range(len(ctx.workers))})
+    loads = on_workers(ctx, {i: (lambda w: w.load_weights.remote(update)) for i in range(len(ctx.workers))},
+                       reissue=False)  # (a revived worker is given the current weights anyway)
     seconds = time.perf_counter() - start
-    return {"weight_sync_s": seconds, "weight_sync_bytes": float(ray.get(ctx.learner.last_export_bytes.remote()))}
+    return {"weight_sync_s": seconds, "weight_load_s": max(loads.values(), default=float("nan")),
+            "weight_sync_bytes": float(ray.get(ctx.learner.last_export_bytes.remote()))}
 
 
 def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None = None,
@@ -195,7 +199,10 @@ def learn(ctx: Context, groups: list[ScoredGroup]) -> dict[str, float]:
         groups = with_greedy_baselines(ctx, groups)
     batch = build_train_batch(groups, cfg.algorithm, max_tokens=cfg.rollout.max_tokens)
     stats = ray.get(ctx.learner.train_step.remote(batch))
-    return {**stats.metrics, "policy_version": stats.version, "retired_prompts": retired,
+    oldest = min(c.policy_version for g in groups for c in g.completions)
+    # versions between the policy that sampled and the one that trained (sync: 0; a revived worker must not lag)
+    return {**stats.metrics, "policy_version": stats.version, "staleness_max": float(stats.version - 1 - oldest),
+            "retired_prompts": retired,
             "too_long_prompts": float(ctx.too_long), "worker_restarts": float(ctx.worker_restarts)}
 
 
@@ -273,9 +280,19 @@ def fitting(ctx: Context, problems: list[Problem]) -> tuple[list[Problem], int]:
     """The problems whose prompt plus ``rollout.max_tokens`` fits ``model.max_model_len`` (the others would crash
     the engine), and how many were left out."""
     room = ctx.cfg.model.max_model_len - ctx.cfg.rollout.max_tokens
-    lengths = on_worker(ctx, 0, lambda w: w.prompt_lengths.remote(problems)) if problems else []
+    lengths = prompt_lengths(ctx, problems)
     kept = [p for p, n in zip(problems, lengths) if n <= room]
     return kept, len(problems) - len(kept)
+
+
+def prompt_lengths(ctx: Context, problems: list[Problem]) -> list[int]:
+    """Prompt tokens of each problem as the engines will see them, counted here (an engine's queue may hold
+    batches of an asynchronous run)."""
+    if ctx.tokenizer is None and problems:
+        from transformers import AutoTokenizer
+
+        ctx.tokenizer = AutoTokenizer.from_pretrained(ctx.cfg.model.resolved_path())
+    return [len(prompt_ids(ctx.tokenizer, p)) for p in problems]
 
 
 def evaluate_groups(ctx: Context, name: str, n: int, temperature: float) -> tuple[list[ScoredGroup], int]:

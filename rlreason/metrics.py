@@ -18,15 +18,19 @@ import psutil
 class MetricsLogger:
     """``trackers``: objects with ``log(step, metrics, kind)`` and ``close()`` (``rlreason.trackers``)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True, trackers: list | None = None) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = True, trackers: list | None = None,
+                 purge_step: int | None = None) -> None:
+        """``purge_step``: a resumed run's first step; TensorBoard hides what was logged from there on before."""
         self._trackers: list = []
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(run_dir / "metrics.jsonl", "a", buffering=1)
+        path = run_dir / "metrics.jsonl"
+        self.lines = len(path.read_text().splitlines()) if path.exists() else 0  # where a checkpoint stands
+        self._file = open(path, "a", buffering=1)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
         self.add_trackers(trackers or [])
 
     def add_trackers(self, trackers: list) -> None:
@@ -35,6 +39,7 @@ class MetricsLogger:
 
     def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
         self._file.write(json.dumps({"kind": kind, "step": step, "time": time.time(), **metrics}) + "\n")
+        self.lines += 1
         if self._tb is not None:
             for name, value in metrics.items():
                 self._tb.add_scalar(f"{kind}/{name}", value, step)

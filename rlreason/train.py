@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from rlreason.controller import (Context, evaluate, problem_stream, push_weights
                                  take_fitting)
 from rlreason.learner.learner import NonFiniteError
 from rlreason.metrics import MemoryMonitor, MetricsLogger
-from rlreason.rollout.recovery import WorkerLost, learner_lost
+from rlreason.rollout.recovery import WorkerLost, if_learner_lost
 from rlreason.scoring import Scorer
 
 
@@ -63,25 +61,27 @@ class Session:
 
 
 @contextlib.contextmanager
-def session(cfg: RunConfig) -> Iterator[Session]:
+def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
     """Write the run directory, start the memory monitor, metrics logger, scorer and Ray cluster; shut all down
-    afterwards, whatever happened."""
+    afterwards, whatever happened. ``resumed_at``: the step a resumed run continues after (TensorBoard drops what
+    the interrupted run logged for later steps)."""
     from rlreason.cluster import start_cluster
-
+    from rlreason.interrupts import interrupts
     from rlreason.trackers import open_trackers
 
     run_dir = write_recipe(cfg)
-    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard) as log, Scorer() as scorer:
+    purge = None if resumed_at is None else resumed_at + 1
+    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, purge_step=purge) as log, \
+            Scorer() as scorer:
         log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
                                        cfg.model_dump(mode="json")))
         cluster = start_cluster(cfg)
-        previous = _sigterm_as_interrupt()  # after Ray's start-up, which installs a handler that just exits
-        try:
-            yield Session(run_dir, Context(cfg, cluster.workers, cluster.learner, scorer), log, memory)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-            cluster.shutdown()
+        with interrupts(cluster) as stops:  # Ctrl-C / SIGTERM: checkpoint, shut down; a second one: stop at once
+            try:
+                yield Session(run_dir, Context(cfg, cluster.workers, cluster.learner, scorer), log, memory)
+            finally:
+                stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
+                cluster.shutdown()
 
 
 def ray_actor_error() -> type[Exception]:
@@ -90,36 +90,28 @@ def ray_actor_error() -> type[Exception]:
     return ray.exceptions.RayActorError
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler's stop) takes Ctrl-C's path: checkpoint, shut down, exit. Returns the old handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
 def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
     """Train ``cfg.train.steps`` steps. ``resume``: continue the run in ``cfg.run_dir`` from its newest intact
     checkpoint (from step 0 in the same directory when it has none)."""
     start, summary = time.perf_counter(), RunSummary()
-    restored = restore_point(cfg, console) if resume and cfg.train.checkpoint_every else None
-    with session(cfg) as run:
+    restored = restore_point(cfg, console) if resume else None
+    if restored is not None and _finished(cfg, restored[1]["step"]):
+        return _already_done(cfg, console)
+    with session(cfg, None if restored is None else restored[1]["step"]) as run:
         stream = problem_stream(cfg, run.ctx.retired)
         if restored is not None:
             _restore(run, stream, summary, *restored, console)
         elif cfg.eval.before:
             summary.before = evaluate_and_log(run.ctx, run.log, 0, console, "before")
-        _mark(run, stream.drawn, summary)
+        _mark(run, (stream.drawn, run.ctx.too_long), summary)
         try:
             _loop(run, stream, console, summary)
         except (KeyboardInterrupt, NonFiniteError, WorkerLost) as e:  # keep what was learned; metrics are on disk
             _on_stop(run, summary, console, checkpoint=not isinstance(e, NonFiniteError))
             raise
-        except ray_actor_error() as e:  # rollout workers are revived (rollout.recovery): this is the learner
-            raise learner_lost(e) from e
+        except ray_actor_error() as e:  # rollout workers are revived (rollout.recovery): the learner's death?
+            if_learner_lost(run.ctx, e)
+            raise
         if cfg.train.checkpoint_every:  # on exit too: --resume with more train.steps continues from here
             _checkpoint(run, summary)
         summary.after = evaluate_and_log(run.ctx, run.log, cfg.train.steps, console, "after") if cfg.eval.after else {}
@@ -144,9 +136,10 @@ class SyncSteps:
     def __call__(self, step: int) -> dict[str, float]:
         return rl_step(self.ctx, self.take(self.ctx.cfg.rollout.prompts_per_step), more=self.take, step=step)
 
-    def drawn(self) -> int:
-        """The stream position a resume continues from (no problem drawn for a step not yet done)."""
-        return self.stream.drawn
+    def position(self) -> tuple[int, int]:
+        """Where a resume continues: the stream's draws and the too-long prompts counted, both for the steps done
+        only."""
+        return self.stream.drawn, self.ctx.too_long
 
 
 def steps_for(cfg: RunConfig):
@@ -168,16 +161,16 @@ def _loop(run: Session, stream, console, summary: RunSummary) -> None:
             if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
                 evaluate_and_log(ctx, run.log, step, console, f"step {step}")
             summary.steps = step
-            _mark(run, steps.drawn(), summary)
+            _mark(run, steps.position(), summary)
             if every and step % every == 0 and step < cfg.train.steps:
                 _checkpoint(run, summary)
 
 
-def _mark(run: Session, drawn: int, summary: RunSummary) -> None:
+def _mark(run: Session, position: tuple[int, int], summary: RunSummary) -> None:
     """Remember where the data stands after a completed step (a Ctrl-C in the next one must not move it)."""
-    ctx = run.ctx
-    summary.position = {"step": summary.steps, "drawn": drawn, "retired": list(ctx.retired),
-                        "too_long": ctx.too_long, "before": summary.before}
+    (drawn, too_long), ctx = position, run.ctx
+    summary.position = {"step": summary.steps, "drawn": drawn, "retired": list(ctx.retired), "too_long": too_long,
+                        "before": summary.before, "metric_lines": run.log.lines}
 
 
 def _checkpoint(run: Session, summary: RunSummary):
@@ -195,11 +188,28 @@ def restore_point(cfg: RunConfig, console) -> tuple[Path, dict] | None:
         changed = recipe_changes(found[1]["recipe"], cfg.model_dump(mode="json"))
         if changed:
             raise RecipeError(f"--resume: the recipe changed since {found[0].name} ({'; '.join(changed[:3])}); only "
-                              "train.steps, train.lr, checkpointing, eval.*, output.* and ray.* may change")
-    trim_metrics(cfg.run_dir, found[1]["step"] if found else -1)
+                              "train.steps, train.lr, checkpointing, eval.*, output.*, ray.*, rollout.workers, "
+                              "rollout.kv_cache_gib and rollout.max_restarts may change")
+    if found is None or not _finished(cfg, found[1]["step"]):
+        trim_metrics(cfg.run_dir, found[1]["step"] if found else -1, found[1].get("metric_lines") if found else 0)
     if found is None:
         say(f"no usable checkpoint in {cfg.run_dir}/checkpoints: starting from step 0 in the same directory")
     return found
+
+
+def _finished(cfg: RunConfig, step: int) -> bool:
+    """The run reached ``train.steps`` and wrote its summary (so its final evaluation and model are there)."""
+    path = cfg.run_dir / "summary.json"
+    return step >= cfg.train.steps and path.is_file() and json.loads(path.read_text()).get("steps") == step
+
+
+def _already_done(cfg: RunConfig, console) -> RunSummary:
+    summary = RunSummary(**json.loads((cfg.run_dir / "summary.json").read_text()))
+    if console is not None:
+        console.print(f"{cfg.run_dir} already finished its {summary.steps} steps: nothing to do (raise train.steps "
+                      "to train on)")
+    print_eval_table(console, summary)
+    return summary
 
 
 def _restore(run: Session, stream, summary: RunSummary, checkpoint: Path, state: dict, console) -> None:

@@ -4,6 +4,7 @@ sync/async drivers sharing the loop."""
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -15,20 +16,20 @@ from rlreason.types import Completion, Problem, ScoredGroup, VerifyResult
 
 ARGS = ["rollout.prompts_per_step=8", "rollout.group_size=4", "eval.before=false", "eval.after=false",
         "output.tensorboard=false", "output.save_model=false", "tasks.eval_size=8", "eval.samples=1",
-        "rollout.mode=async", "rollout.max_staleness=2", "algorithm.tis_mode=token", "train.checkpoint_every=3",
+        "rollout.mode=async", "rollout.max_staleness=2", "algorithm.tis_mode=token", "train.checkpoint_every=2",
         "name=a"]
 
 
 def test_effective_sample_size_is_one_on_policy_and_falls_when_one_sample_dominates():
     mask = torch.ones(4, 5)
-    assert effective_sample_size(torch.zeros(4, 5), mask) == {"is_ess": 1.0, "is_ess_seq": 1.0}
+    assert effective_sample_size((torch.zeros(4, 5), mask)) == {"is_ess": 1.0, "is_ess_seq": 1.0}
     log_w = torch.zeros(4, 5)
     log_w[0, 0] = 30.0  # one token, and so its sequence, carries nearly all the weight
-    ess = effective_sample_size(log_w, mask)
+    ess = effective_sample_size((log_w[:2], mask[:2]), (log_w[2:], mask[2:]))  # two micro-batches, pooled
     assert math.isclose(ess["is_ess"], 1 / 20, rel_tol=1e-6) and math.isclose(ess["is_ess_seq"], 1 / 4, rel_tol=1e-6)
     mask[1:, 3:] = 0  # tokens off the mask do not count, whatever their value
     log_w = torch.where(mask > 0, torch.zeros(4, 5), torch.full((4, 5), 9.0))
-    assert effective_sample_size(log_w, mask) == {"is_ess": 1.0, "is_ess_seq": 1.0}
+    assert effective_sample_size((log_w, mask)) == {"is_ess": 1.0, "is_ess_seq": 1.0}
 
 
 def _group(version: int, rewards: list[float]) -> ScoredGroup:
@@ -61,10 +62,16 @@ def test_an_async_run_keeps_its_staleness_bound_logs_ess_and_resumes(tmp_path):
     assert [x["policy_version"] for x in lines] == [1, 2, 3, 4, 5]
     assert all(0 < x["is_ess"] <= 1 and 0 < x["is_ess_seq"] <= 1 and x["stale_dropped"] == 0 for x in lines)
     assert lines[0]["is_ess"] > 0.999  # on-policy at step 1: only the engine/learner numerics differ
-    resumed = subprocess.run([*cmd, "train.steps=7", "--resume"], cwd=tmp_path, capture_output=True, text=True,
+    run_dir = tmp_path / "runs" / "a"
+    state = json.loads((run_dir / "checkpoints" / "step-000004" / "controller.json").read_text())
+    # after step 4 the batches of steps 5 and 6 were in flight: a resume draws them again
+    assert state["drawn"] == 4 * 8 and state["too_long"] == 0
+    shutil.rmtree(run_dir / "checkpoints" / "step-000005")  # as if the run had died during step 5
+    (run_dir / "summary.json").unlink()
+    resumed = subprocess.run([*cmd, "train.steps=6", "--resume"], cwd=tmp_path, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from step-000005" in resumed.stdout
-    lines = _train_lines(tmp_path / "runs" / "a")
-    assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6, 7]
-    assert [x["staleness_max"] for x in lines[5:]] == [0, 1]  # the pipeline refills from the checkpoint
+    assert "resuming from step-000004" in resumed.stdout
+    lines = _train_lines(run_dir)
+    assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
+    assert [x["staleness_max"] for x in lines[4:]] == [0, 1]  # the pipeline refills from the checkpoint's weights

@@ -18,7 +18,12 @@ ARGS = ["rollout.prompts_per_step=16", "rollout.group_size=8", "eval.before=fals
 
 def _start(tmp_path, *args):
     cmd = [sys.executable, "-m", "rlreason.cli", "train", *ARGS, *args]
-    return subprocess.Popen(cmd, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = open(tmp_path / "out.txt", "w"), open(tmp_path / "err.txt", "w")  # (a full pipe would block)
+    return subprocess.Popen(cmd, cwd=tmp_path, text=True, stdout=out, stderr=err)
+
+
+def _err(tmp_path) -> str:
+    return " ".join((tmp_path / "err.txt").read_text().split())
 
 
 def _lines(run_dir):
@@ -26,23 +31,37 @@ def _lines(run_dir):
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def _kill_when(run, title: str, after_steps: int, run_dir, timeout=300) -> int:
-    """SIGKILL the run's process whose title is ``title`` (Ray names a busy actor ``ray::Class.method``) once
-    ``after_steps`` steps are done; returns the number of steps done at the kill."""
+def _titled(run, title: str):
+    for child in psutil.Process(run.pid).children(recursive=True):
+        try:
+            if " ".join(child.cmdline()).startswith(title):
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def _kill_when(run, title: str, after_steps: int, run_dir, victim: str | None = None, timeout=300) -> int:
+    """Once ``after_steps`` steps are done and a process of the run is titled ``title`` (Ray names a busy actor
+    ``ray::Class.method``), SIGKILL the one titled ``victim`` (default: that one); returns the steps done."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert run.poll() is None, "the run ended before the kill: " + run.stderr.read()[-3000:]
+        assert run.poll() is None, "the run ended before the kill"
         done = len(_lines(run_dir))
-        if done >= after_steps:
-            for child in psutil.Process(run.pid).children(recursive=True):
-                try:
-                    if " ".join(child.cmdline()).startswith(title):
-                        child.send_signal(signal.SIGKILL)
-                        return done
-                except psutil.NoSuchProcess:
-                    continue
+        if done >= after_steps and _titled(run, title) is not None:
+            target = _titled(run, victim or title)
+            if target is not None:
+                target.send_signal(signal.SIGKILL)
+                return done
         time.sleep(0.005)
     raise AssertionError(f"no {title} process seen")
+
+
+def _wait_steps(run, run_dir, n, timeout=300):
+    deadline = time.monotonic() + timeout
+    while len(_lines(run_dir)) < n:
+        assert run.poll() is None and time.monotonic() < deadline, "the run stopped"
+        time.sleep(0.2)
 
 
 def _no_process_left(family, timeout=60):
@@ -58,23 +77,24 @@ def _checkpoint_steps(run_dir):
 
 def test_a_killed_rollout_worker_is_restarted_and_one_that_keeps_dying_stops_the_run(tmp_path):
     run_dir = tmp_path / "runs" / "f"
-    run = _start(tmp_path, "train.steps=40", "rollout.max_restarts=1", "name=f")
-    killed_at = _kill_when(run, "ray::RolloutEngine.generate", 2, run_dir)
-    deadline = time.monotonic() + 300  # the step the kill hit completes, and the next one, on the restarted worker
-    while len(_lines(run_dir)) < killed_at + 2:
-        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()[-3000:]
-        time.sleep(0.2)
+    run = _start(tmp_path, "train.steps=60", "rollout.max_restarts=2", "name=f")
+    first = _kill_when(run, "ray::RolloutEngine.generate", 2, run_dir)  # mid-generation
+    _wait_steps(run, run_dir, first + 2)  # the step the kill hit completes, and the next one
+    second = _kill_when(run, "ray::Learner.save_checkpoint", first + 2, run_dir,
+                        victim="ray::RolloutEngine")  # idle, after the push
+    _wait_steps(run, run_dir, second + 2)
     lines = _lines(run_dir)
     assert [x["step"] for x in lines] == list(range(1, len(lines) + 1)), "a step was lost"
-    assert lines[killed_at - 1]["worker_restarts"] == 0 and lines[killed_at + 1]["worker_restarts"] == 1
-    assert lines[killed_at + 1]["policy_version"] == killed_at + 2  # the restarted engine trained on, not from 0
+    assert lines[first - 1]["worker_restarts"] == 0 and lines[first + 1]["worker_restarts"] == 1
+    assert lines[second + 1]["worker_restarts"] == 2
+    # every step sampled from the weights of the step before: the restarted engine was given the run's weights
+    assert all(x["staleness_max"] == 0 for x in lines), [x["staleness_max"] for x in lines]
     family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
-    _kill_when(run, "ray::RolloutEngine.generate", killed_at + 2, run_dir)  # rollout.max_restarts=1: used up
-    out, err = run.communicate(timeout=300)
-    assert run.returncode == 1, out[-2000:] + err[-2000:]
-    message = " ".join(err.split())
-    assert "error: rollout worker 0 died and was not restarted (rollout.max_restarts is 1" in message
-    assert "continue with --resume" in message
+    _kill_when(run, "ray::RolloutEngine.generate", second + 2, run_dir)  # rollout.max_restarts=2: used up
+    run.wait(timeout=300)
+    assert run.returncode == 1, _err(tmp_path)[-3000:]
+    assert "error: rollout worker 0 died and was not restarted (rollout.max_restarts is 2" in _err(tmp_path)
+    assert "continue with --resume" in _err(tmp_path)
     done = len(_lines(run_dir))
     assert _checkpoint_steps(run_dir)[-1] == done  # the last completed step is checkpointed, intact
     _no_process_left(family)
@@ -83,17 +103,47 @@ def test_a_killed_rollout_worker_is_restarted_and_one_that_keeps_dying_stops_the
 @pytest.mark.slow
 def test_a_dead_learner_stops_the_run_with_its_last_checkpoint_intact(tmp_path):
     run_dir = tmp_path / "runs" / "l"
-    run = _start(tmp_path, "train.steps=40", "name=l")
-    family = []
-    deadline = time.monotonic() + 300
-    while len(_lines(run_dir)) < 2:
-        assert run.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
+    run = _start(tmp_path, "train.steps=60", "name=l")
+    _wait_steps(run, run_dir, 2)
     family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
     _kill_when(run, "ray::Learner.train_step", 2, run_dir)
-    out, err = run.communicate(timeout=300)
-    assert run.returncode == 1, out[-2000:] + err[-2000:]
-    assert "error: the learner process died" in err and "continue with --resume" in err
+    run.wait(timeout=300)
+    assert run.returncode == 1, _err(tmp_path)[-3000:]
+    assert "error: the learner process died" in _err(tmp_path) and "continue with --resume" in _err(tmp_path)
     steps = _checkpoint_steps(run_dir)
     assert steps and steps[-1] == len(_lines(run_dir))
     _no_process_left(family)
+
+
+def test_a_restarted_engine_refuses_to_generate_until_it_is_given_weights(tiny_model_path):
+    """A worker that died while idle and came back before its next call must not sample from the weights it
+    started with (the run's are newer): generate refuses until a push arrives."""
+    import os
+
+    import ray
+
+    from rlreason.rollout.engine import RolloutEngine, SamplingSpec, cpu_engine_env
+    from rlreason.rollout.recovery import EngineRestarted
+    from rlreason.tasks import get_task
+
+    problems = get_task("arithmetic").eval_problems(2)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        engine = ray.remote(RolloutEngine).options(max_restarts=1, runtime_env={"env_vars": cpu_engine_env(0, 1, 1)}
+                                                   ).remote(tiny_model_path)
+        assert ray.get(engine.generate.remote(problems, SamplingSpec(2, 8)))  # a fresh engine generates
+        os.kill(ray.get(engine.pid.remote()), 9)
+        deadline = time.monotonic() + 300
+        while True:  # back (Ray restarted it) before anyone calls it again
+            try:
+                ray.get(engine.get_version.remote(), timeout=300)
+                break
+            except ray.exceptions.ActorUnavailableError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        with pytest.raises(EngineRestarted):
+            ray.get(engine.generate.remote(problems, SamplingSpec(2, 8)))
+        ray.get(engine.resume_serving.remote())
+        assert len(ray.get(engine.generate.remote(problems, SamplingSpec(2, 8)))) == 2
+    finally:
+        ray.shutdown()

@@ -82,6 +82,29 @@ def test_a_corrupt_newest_checkpoint_is_reported_and_the_one_before_is_used(tmp_
     assert [x["step"] for x in _train_lines(tmp_path / "runs" / "c")] == [1, 2, 3, 4]
 
 
+def test_a_resumed_run_logs_every_step_and_evaluation_once(tmp_path):
+    """TensorBoard and metrics.jsonl hold each step once after a resume, the finished run's final evaluation
+    included; resuming a finished run does nothing."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "runs" / "e"
+    args = [*SMALL, "train.checkpoint_every=1", "name=e", "eval.after=true", "output.tensorboard=true"]
+    for steps, resume in ((2, []), (3, ["--resume"])):
+        cmd, kw = _cli([*args, f"train.steps={steps}", *resume], tmp_path, capture_output=True, timeout=600)
+        done = subprocess.run(cmd, **kw)
+        assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["kind"], x["step"]) for x in lines] == [("train", 1), ("train", 2), ("train", 3), ("eval", 3)]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/reward_mean")] == [1, 2, 3]
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    cmd, kw = _cli([*args, "train.steps=3", "--resume"], tmp_path, capture_output=True, timeout=600)
+    again = subprocess.run(cmd, **kw)
+    assert again.returncode == 0 and "already finished its 3 steps: nothing to do" in " ".join(again.stdout.split())
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path, stop):
     cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=100", "name=i"], tmp_path,
@@ -103,6 +126,27 @@ def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_leaves_no_process_behind(tmp_
     deadline = time.monotonic() + 60
     while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family):
         assert time.monotonic() < deadline, "processes left behind after Ctrl-C"
+        time.sleep(0.5)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_leaves_no_process_behind(tmp_path):
+    cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=100", "name=j"], tmp_path,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = subprocess.Popen(cmd, **kw)
+    metrics = tmp_path / "runs" / "j" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
+    run.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # the orderly stop (checkpoint, model, shut-down) has begun
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and "second interrupt: stopping at once" in err, out[-2000:] + err[-2000:]
+    deadline = time.monotonic() + 30
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family):
+        assert time.monotonic() < deadline, "processes left behind after a second Ctrl-C"
         time.sleep(0.5)
 
 

@@ -18,3 +18,15 @@ def test_chat_prompts_go_through_a_real_engine(engine, tiny_chat_model):
         assert len(group) == 2 and all(c.completion_ids for c in group)
         expected = f"user: {problem.prompt}\nassistant:\n"
         assert tok.decode(group[0].prompt_ids) == expected
+
+
+def test_the_driver_counts_prompt_tokens_as_the_engine_does(engine, tiny_chat_model):
+    """Prompts too long for the context are found in the driver (an engine's queue may hold an asynchronous
+    run's batches), with the model's own tokenizer: the counts must be the engine's, plain and chat."""
+    from rlreason.controller import Context, prompt_lengths
+
+    for template in ("plain", "chat"):
+        cfg = load_config(None, [f"model.path={tiny_chat_model}", f"tasks.template={template}"])
+        problems = [p for p, _ in zip(problem_stream(cfg), range(6))]
+        ctx = Context(cfg, workers=[], learner=None, scorer=None)
+        assert prompt_lengths(ctx, problems) == engine.prompt_lengths(problems)

@@ -120,6 +120,7 @@ class Learner:
         t = self.cfg.train
         counts = step_counts(batch, rows)
         sums: dict[str, float] = {}
+        ratios = []  # per micro-batch: [B, T] log-ratios learner / engine, for one ESS over the optimizer step
         for micro in rows.split(t.micro_batch_size):
             inputs = self._loss_inputs(batch, micro, prep, counts)
             loss, algo_metrics = self.spec.loss(inputs, self.algo)
@@ -129,14 +130,14 @@ class Learner:
             log_ratio = inputs.old_logprobs - inputs.rollout_logprobs  # learner vs the engine that sampled
             # Each micro-batch loss is normalised by the whole step's counts, so their sum is the step's loss.
             step_metrics = {"loss": loss.item(), "entropy": masked_mean(inputs.entropy.detach(), m),
-                            "logprob_mismatch": masked_mean(log_ratio.abs(), m),
-                            **effective_sample_size(log_ratio, m), **algo_metrics}
+                            "logprob_mismatch": masked_mean(log_ratio.abs(), m), **algo_metrics}
+            ratios.append((log_ratio.detach() * m, m))
             if inputs.ref_logprobs is not None:  # forgetting is predicted by the KL to the base model
                 step_metrics["kl_to_ref"] = masked_mean(kl_penalty(inputs.logprobs.detach(), inputs.ref_logprobs,
                                                                    "k3"), m)
             for k, v in step_metrics.items():
                 sums[k] = sums.get(k, 0.0) + (v if k == "loss" else v * share)
-        sums.update(self.policy.gradient_metrics())
+        sums.update(self.policy.gradient_metrics(), **effective_sample_size(*ratios))
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
         sums["grad_norm"] = float(grad_norm)
         if not (math.isfinite(sums["loss"]) and math.isfinite(sums["grad_norm"])):

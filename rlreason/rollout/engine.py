@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from rlreason.rollout.recovery import EngineRestarted
 from rlreason.types import Completion, Problem, WeightUpdate
 
 
@@ -48,6 +49,24 @@ def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 
+def prompt_ids(tokenizer, problem: Problem) -> list[int]:
+    """The prompt's token ids; with ``meta["messages"]`` (the chat template) the model's chat template."""
+    messages = problem.meta.get("messages")
+    if messages:
+        return chat_prompt_ids(tokenizer, messages)
+    return tokenizer.encode(problem.prompt)
+
+
+def _restarted_actor() -> bool:
+    """Whether this process is a Ray actor that Ray restarted after it died."""
+    try:
+        import ray
+
+        return ray.is_initialized() and ray.get_runtime_context().was_current_actor_reconstructed
+    except Exception:  # noqa: BLE001 - not a Ray actor (a test holding the engine in-process)
+        return False
+
+
 class RolloutEngine:
     """Owns one ``vllm.LLM``. ``version`` is the policy version of the weights it currently serves."""
 
@@ -66,6 +85,7 @@ class RolloutEngine:
         self._vllm = vllm
         self.rank = rank
         self.version = 0
+        self.restarted = _restarted_actor()  # its weights are the start's, not the run's: generate refuses
         lora = {}
         if lora_rank is not None:
             from rlreason.modelinfo import servable_lora_rank
@@ -88,6 +108,8 @@ class RolloutEngine:
 
     def generate(self, problems: list[Problem], sampling: SamplingSpec) -> list[list[Completion]]:
         """``sampling.n`` completions per problem, grouped per problem in input order."""
+        if self.restarted:
+            raise EngineRestarted(f"rollout worker {self.rank} was restarted and has not been given weights yet")
         params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
                                            temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
                                            logprobs=0, seed=sampling.seed)
@@ -99,11 +121,7 @@ class RolloutEngine:
         return groups
 
     def _prompt_ids(self, problem: Problem) -> list[int]:
-        """The prompt's token ids; with ``meta["messages"]`` (the chat template) the model's chat template."""
-        messages = problem.meta.get("messages")
-        if messages:
-            return chat_prompt_ids(self.tokenizer, messages)
-        return self.tokenizer.encode(problem.prompt)
+        return prompt_ids(self.tokenizer, problem)
 
     def prompt_lengths(self, problems: list[Problem]) -> list[int]:
         """Prompt tokens of each problem, as ``generate`` would send them."""
@@ -121,6 +139,9 @@ class RolloutEngine:
         start = time.perf_counter()
         if update.kind not in self._loaders:
             raise ValueError(f"unknown weight update kind {update.kind!r}")
+        self.restarted = False
+        if 0 < self.version >= update.version:  # a push overtaken by a newer one (a revived worker's)
+            return 0.0
         self._loaders[update.kind](update)
         self.llm.reset_prefix_cache()
         self.version = update.version
@@ -156,6 +177,13 @@ class RolloutEngine:
 
     def get_version(self) -> int:
         return self.version
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def resume_serving(self) -> None:
+        """A restarted engine serves what it was started with (an evaluation: no learner pushes weights)."""
+        self.restarted = False
 
     def close(self) -> None:
         """Release what lives outside the process (the adapter versions on tmpfs)."""

@@ -1,10 +1,12 @@
 """Calls to the rollout workers that survive a worker's death.
 
 A rollout worker that dies (killed, out of memory, a crash in vLLM) is restarted by Ray (the actors are created
-with ``max_restarts=rollout.max_restarts``), given the current weights and the sampling seed of the step, and the
-call it lost is issued again: the step completes as if nothing happened (with the same seed and weights, a
-re-issued generation samples what the lost one would have). A worker that dies more often than that is gone for
-good: ``WorkerLost`` stops the run with a message, the last checkpoint intact.
+with ``max_restarts=rollout.max_restarts``), given the learner's current weights and its sampling seed, and the
+calls it lost are issued again (a lost weight push is not: the revived worker already has newer weights). A
+restarted engine refuses to generate until it has been given weights (``EngineRestarted``), so a worker that died
+while idle is caught at its next call, not trained on with the weights it started with. In sync mode a re-issued
+generation samples with the same seed and weights as the lost one. A worker that dies more often than allowed is
+gone for good: ``WorkerLost`` stops the run with a message, the last checkpoint intact.
 """
 
 from __future__ import annotations
@@ -23,39 +25,48 @@ class LearnerLost(RuntimeError):
     """The learner process died; the run cannot go on (the last checkpoint is intact)."""
 
 
+class EngineRestarted(RuntimeError):
+    """A restarted rollout engine was asked to generate before it was given the run's weights."""
+
+
 @dataclass
 class Pending:
-    """Calls sent to the workers, not yet collected: ``refs`` maps each ObjectRef to its worker's index."""
+    """Calls sent to the workers, not yet collected. ``refs`` maps each ObjectRef to (worker index, the worker's
+    life when sent); ``reissue``: send a lost call again (not for weight pushes)."""
 
     calls: dict[int, Callable[[Any], Any]]
+    reissue: bool = True
     refs: dict = field(default_factory=dict)
 
 
-def issue(ctx, calls: dict[int, Callable[[Any], Any]]) -> Pending:
+def issue(ctx, calls: dict[int, Callable[[Any], Any]], reissue: bool = True) -> Pending:
     """Send ``calls[i](ctx.workers[i])`` (each returns an ObjectRef) to every worker ``i``; returns at once."""
-    return Pending(calls, {calls[i](ctx.workers[i]): i for i in calls})
+    return Pending(calls, reissue, {calls[i](ctx.workers[i]): (i, ctx.lives.get(i, 0)) for i in calls})
 
 
 def collect(ctx, pending: Pending) -> dict[int, Any]:
-    """The results of ``pending`` by worker index. A worker that died meanwhile is revived and its call sent
-    again."""
+    """The results of ``pending`` by worker index (a lost weight push has none). A worker that died meanwhile is
+    revived once, however many of its calls were lost, and its lost calls are sent again."""
     import ray
 
     done: dict[int, Any] = {}
     while pending.refs:
         ready, _ = ray.wait(list(pending.refs), num_returns=1)
-        i = pending.refs.pop(ready[0])
+        i, life = pending.refs.pop(ready[0])
         try:
             done[i] = ray.get(ready[0])
-        except ray.exceptions.RayActorError as e:
-            revive(ctx, i, e)
-            pending.refs[pending.calls[i](ctx.workers[i])] = i
+        except (ray.exceptions.RayActorError, EngineRestarted) as e:
+            if_learner_lost(ctx, e)
+            if life == ctx.lives.get(i, 0):  # not revived since this call was sent
+                revive(ctx, i, e)
+            if pending.reissue:
+                pending.refs[pending.calls[i](ctx.workers[i])] = (i, ctx.lives.get(i, 0))
     return done
 
 
-def on_workers(ctx, calls: dict[int, Callable[[Any], Any]]) -> dict[int, Any]:
+def on_workers(ctx, calls: dict[int, Callable[[Any], Any]], reissue: bool = True) -> dict[int, Any]:
     """``issue`` then ``collect``: the calls run in parallel, their results by worker index."""
-    return collect(ctx, issue(ctx, calls))
+    return collect(ctx, issue(ctx, calls, reissue))
 
 
 def on_worker(ctx, i: int, call: Callable[[Any], Any]) -> Any:
@@ -64,24 +75,32 @@ def on_worker(ctx, i: int, call: Callable[[Any], Any]) -> Any:
 
 def revive(ctx, i: int, error: Exception) -> None:
     """Wait for Ray to restart worker ``i``, then give it the learner's current weights and worker ``i``'s last
-    sampling seed. ``WorkerLost`` when Ray will not restart it any more."""
+    sampling seed (again if it dies meanwhile). ``WorkerLost`` when Ray will not restart it any more."""
     import ray
 
     worker, limit = ctx.workers[i], ctx.cfg.rollout.max_restarts
-    cause = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-    try:
-        _wait_restarted(worker)
-    except (ray.exceptions.ActorDiedError, ray.exceptions.GetTimeoutError) as e:
-        raise WorkerLost(f"rollout worker {i} died and was not restarted (rollout.max_restarts is {limit}, "
-                         f"{ctx.worker_restarts} restart(s) so far; last error: {cause}); the last checkpoint is "
-                         "intact: find the cause (memory? lower rollout.kv_cache_gib or rollout.workers) and "
-                         "continue with --resume") from e
-    ctx.worker_restarts += 1
-    if ctx.learner is not None:  # (an evaluation has none: the restarted engine serves what it started with)
-        _learner_alive(ctx)
-        ray.get(worker.load_weights.remote(ctx.learner.export_weights.remote()))
-    if i in ctx.seeds:
-        ray.get(worker.reseed.remote(ctx.seeds[i]))
+    while True:
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        try:
+            _wait_restarted(worker)
+        except (ray.exceptions.ActorDiedError, ray.exceptions.GetTimeoutError) as e:
+            raise WorkerLost(f"rollout worker {i} died and was not restarted (rollout.max_restarts is {limit}, "
+                             f"{ctx.lives.get(i, 0)} restart(s) of it so far; last error: {cause}); the last "
+                             "checkpoint is intact: find the cause (memory? lower rollout.kv_cache_gib or "
+                             "rollout.workers) and continue with --resume") from e
+        ctx.lives[i] = ctx.lives.get(i, 0) + 1
+        ctx.worker_restarts += 1
+        try:
+            if ctx.learner is not None:
+                ray.get(worker.load_weights.remote(ctx.learner.export_weights.remote()))
+            else:  # (an evaluation: the restarted engine serves what it started with)
+                ray.get(worker.resume_serving.remote())
+            if i in ctx.seeds:
+                ray.get(worker.reseed.remote(ctx.seeds[i]))
+            return
+        except ray.exceptions.RayActorError as e:  # died again while being revived
+            if_learner_lost(ctx, e)
+            error = e
 
 
 RESTART_TIMEOUT_S = 600.0  # an engine's start (model load, KV cache) on a busy machine
@@ -103,13 +122,11 @@ def _wait_restarted(worker) -> None:
             time.sleep(0.5)
 
 
-def _learner_alive(ctx) -> None:
-    import ray
-
-    try:
-        ray.get(ctx.learner.get_version.remote(), timeout=RESTART_TIMEOUT_S)
-    except ray.exceptions.RayActorError as e:
-        raise learner_lost(e) from e
+def if_learner_lost(ctx, error: Exception) -> None:
+    """Raise ``LearnerLost`` when ``error`` is the learner's death (also when it reaches a worker's call through
+    a weight push the learner did not live to export)."""
+    if ctx.learner is not None and getattr(error, "actor_id", None) == ctx.learner._actor_id.hex():
+        raise learner_lost(error) from error
 
 
 def learner_lost(error: Exception) -> LearnerLost:
