@@ -65,12 +65,19 @@ def test_a_killed_run_resumes_exactly_where_the_uninterrupted_one_goes(tmp_path)
 
 
 def test_a_corrupt_newest_checkpoint_is_reported_and_the_one_before_is_used(tmp_path):
-    args = [*SMALL, "train.checkpoint_every=1", "train.keep_checkpoints=2", "name=c"]
+    """Also: what the interrupted run logged after the checkpoint is dropped (metrics.jsonl by the line count the
+    checkpoint holds, TensorBoard by its purge step); resuming a finished run does nothing."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "runs" / "c"
+    args = [*SMALL, "train.checkpoint_every=1", "train.keep_checkpoints=2", "name=c", "eval.after=true",
+            "output.tensorboard=true"]
     cmd, kw = _cli([*args, "train.steps=3"], tmp_path, capture_output=True, timeout=600)
     first = subprocess.run(cmd, **kw)
     assert first.returncode == 0, first.stderr[-3000:]
-    checkpoints = tmp_path / "runs" / "c" / "checkpoints"
+    checkpoints = run_dir / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000002", "step-000003"]
+    assert json.loads((checkpoints / "step-000002" / "controller.json").read_text())["metric_lines"] == 2
     state = checkpoints / "step-000003" / "learner.pt"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a crash mid-write, or a bad disk
     cmd, kw = _cli([*args, "train.steps=4", "--resume"], tmp_path, capture_output=True, timeout=600)
@@ -79,30 +86,30 @@ def test_a_corrupt_newest_checkpoint_is_reported_and_the_one_before_is_used(tmp_
     out = " ".join(resumed.stdout.split())
     assert "checkpoint step-000003 is unusable: learner.pt is missing or truncated; trying the one before" in out
     assert "resuming from step-000002" in out
-    assert [x["step"] for x in _train_lines(tmp_path / "runs" / "c")] == [1, 2, 3, 4]
-
-
-def test_a_resumed_run_logs_every_step_and_evaluation_once(tmp_path):
-    """TensorBoard and metrics.jsonl hold each step once after a resume, the finished run's final evaluation
-    included; resuming a finished run does nothing."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    run_dir = tmp_path / "runs" / "e"
-    args = [*SMALL, "train.checkpoint_every=1", "name=e", "eval.after=true", "output.tensorboard=true"]
-    for steps, resume in ((2, []), (3, ["--resume"])):
-        cmd, kw = _cli([*args, f"train.steps={steps}", *resume], tmp_path, capture_output=True, timeout=600)
-        done = subprocess.run(cmd, **kw)
-        assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [(x["kind"], x["step"]) for x in lines] == [("train", 1), ("train", 2), ("train", 3), ("eval", 3)]
+    assert [(x["kind"], x["step"]) for x in lines] == [("train", 1), ("train", 2), ("train", 3), ("train", 4),
+                                                       ("eval", 4)]
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
-    assert [e.step for e in events.Scalars("train/reward_mean")] == [1, 2, 3]
+    assert [e.step for e in events.Scalars("train/reward_mean")] == [1, 2, 3, 4]
     before = (run_dir / "metrics.jsonl").read_bytes()
-    cmd, kw = _cli([*args, "train.steps=3", "--resume"], tmp_path, capture_output=True, timeout=600)
+    cmd, kw = _cli([*args, "train.steps=4", "--resume"], tmp_path, capture_output=True, timeout=600)
     again = subprocess.run(cmd, **kw)
-    assert again.returncode == 0 and "already finished its 3 steps: nothing to do" in " ".join(again.stdout.split())
+    assert again.returncode == 0 and "already finished its 4 steps: nothing to do" in " ".join(again.stdout.split())
     assert (run_dir / "metrics.jsonl").read_bytes() == before
+
+
+def test_metrics_are_trimmed_to_the_checkpoints_line_count(tmp_path):
+    """The final evaluation shares the last checkpoint's step: only the line count tells it from a periodic one."""
+    from rlreason.checkpoint import trim_metrics
+
+    records = [{"kind": "train", "step": 1}, {"kind": "eval", "step": 1}, {"kind": "train", "step": 2},
+               {"kind": "eval", "step": 2}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"kind": "tr')
+    trim_metrics(tmp_path, 2, lines=3)  # checkpoint after step 2's line, before the final evaluation
+    assert [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == records[:3]
+    trim_metrics(tmp_path, 1)  # an older checkpoint without a line count: by step
+    assert [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == records[:2]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
