@@ -77,23 +77,19 @@ def _checkpoint_steps(run_dir):
 
 def test_a_killed_rollout_worker_is_restarted_and_one_that_keeps_dying_stops_the_run(tmp_path):
     run_dir = tmp_path / "runs" / "f"
-    run = _start(tmp_path, "train.steps=60", "rollout.max_restarts=2", "name=f")
+    run = _start(tmp_path, "train.steps=60", "rollout.max_restarts=1", "name=f")
     first = _kill_when(run, "ray::RolloutEngine.generate", 2, run_dir)  # mid-generation
     _wait_steps(run, run_dir, first + 2)  # the step the kill hit completes, and the next one
-    second = _kill_when(run, "ray::Learner.save_checkpoint", first + 2, run_dir,
-                        victim="ray::RolloutEngine")  # idle, after the push
-    _wait_steps(run, run_dir, second + 2)
     lines = _lines(run_dir)
     assert [x["step"] for x in lines] == list(range(1, len(lines) + 1)), "a step was lost"
     assert lines[first - 1]["worker_restarts"] == 0 and lines[first + 1]["worker_restarts"] == 1
-    assert lines[second + 1]["worker_restarts"] == 2
     # every step sampled from the weights of the step before: the restarted engine was given the run's weights
     assert all(x["staleness_max"] == 0 for x in lines), [x["staleness_max"] for x in lines]
     family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
-    _kill_when(run, "ray::RolloutEngine.generate", second + 2, run_dir)  # rollout.max_restarts=2: used up
+    _kill_when(run, "ray::RolloutEngine.generate", first + 2, run_dir)  # rollout.max_restarts=1: used up
     run.wait(timeout=300)
     assert run.returncode == 1, _err(tmp_path)[-3000:]
-    assert "error: rollout worker 0 died and was not restarted (rollout.max_restarts is 2" in _err(tmp_path)
+    assert "error: rollout worker 0 died and was not restarted (rollout.max_restarts is 1" in _err(tmp_path)
     assert "continue with --resume" in _err(tmp_path)
     done = len(_lines(run_dir))
     assert _checkpoint_steps(run_dir)[-1] == done  # the last completed step is checkpointed, intact

@@ -15,7 +15,8 @@ import pytest
 
 SMALL = ["rollout.prompts_per_step=4", "rollout.group_size=4", "eval.before=false", "eval.after=false",
          "output.tensorboard=false", "output.save_model=false", "tasks.eval_size=8", "eval.samples=1"]
-VOLATILE = {"time", "rollout_time_s", "rollout_tokens_per_s", "learner_time_s", "weight_sync_s", "step_time_s"}
+VOLATILE = {"time", "rollout_time_s", "rollout_tokens_per_s", "learner_time_s", "weight_sync_s", "weight_load_s",
+            "step_time_s"}
 
 
 def _cli(args, cwd, **kw):
@@ -112,49 +113,48 @@ def test_metrics_are_trimmed_to_the_checkpoints_line_count(tmp_path):
     assert [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == records[:2]
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path, stop):
-    cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=100", "name=i"], tmp_path,
+def _running(tmp_path, name):
+    """A long run started in the background, once it has done two steps; and every process it started."""
+    cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=100", f"name={name}"], tmp_path,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run = subprocess.Popen(cmd, **kw)
-    metrics = tmp_path / "runs" / "i" / "metrics.jsonl"
+    metrics = tmp_path / "runs" / name / "metrics.jsonl"
     deadline = time.monotonic() + 300
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
         assert run.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
     assert family  # Ray, its workers, the engine and learner actors, the scorer's processes
+    return run, family
+
+
+def _all_gone(family, timeout):
+    deadline = time.monotonic() + timeout
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family):
+        assert time.monotonic() < deadline, "processes left behind"
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path, stop):
+    run, family = _running(tmp_path, "i")
     run.send_signal(stop)
     out, err = run.communicate(timeout=300)
     steps = len(_train_lines(tmp_path / "runs" / "i"))
     checkpoints = list((tmp_path / "runs" / "i" / "checkpoints").glob("step-*"))
     assert len(checkpoints) == 1 and int(checkpoints[0].name[5:]) == steps, out[-2000:] + err[-2000:]
     assert (checkpoints[0] / "COMPLETE").is_file()
-    deadline = time.monotonic() + 60
-    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family):
-        assert time.monotonic() < deadline, "processes left behind after Ctrl-C"
-        time.sleep(0.5)
+    _all_gone(family, 60)
 
 
 def test_a_second_ctrl_c_stops_at_once_and_leaves_no_process_behind(tmp_path):
-    cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=100", "name=j"], tmp_path,
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    run = subprocess.Popen(cmd, **kw)
-    metrics = tmp_path / "runs" / "j" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
-        assert run.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
-    family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
+    run, family = _running(tmp_path, "j")
     run.send_signal(signal.SIGINT)
     time.sleep(0.3)  # the orderly stop (checkpoint, model, shut-down) has begun
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=120)
     assert run.returncode == 130 and "second interrupt: stopping at once" in err, out[-2000:] + err[-2000:]
-    deadline = time.monotonic() + 30
-    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family):
-        assert time.monotonic() < deadline, "processes left behind after a second Ctrl-C"
-        time.sleep(0.5)
+    _all_gone(family, 30)
 
 
 def _learner_step(learner, batch):
