@@ -44,7 +44,7 @@ class AsyncSteps:
         import ray
 
         self.ctx, self.stream, r = ctx, stream, ctx.cfg.rollout
-        self.sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p)
+        self.sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p, ignore_eos=r.ignore_eos)
         self.ahead: deque[InFlight] = deque()
         self.pushes: deque[Pending] = deque()
         self.version = ray.get(ctx.learner.get_version.remote())

@@ -7,15 +7,14 @@ torch, ray nor vllm; validating an ``algorithm`` section imports the algorithm r
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from rlreason.registry import UnknownNameError
-from rlreason.section import Section
+from rlreason.section import Section, describe_error
 from rlreason.tasks.files import DataTaskSpec, inline_data_tasks
 
 EMBEDDED_MODEL = "tiny"
@@ -175,6 +174,7 @@ class RolloutConfig(Section):
     mode: Literal["sync", "async"] = Field("sync", description="async: generate the next batches while the learner "
                                            "trains (off-policy by up to max_staleness versions)")
     max_staleness: int = Field(1, ge=1, description="async: batches generated ahead; older data is dropped")
+    ignore_eos: bool = Field(False, description="always generate max_tokens (for benchmarks of fixed length)")
 
 
 class TrainConfig(Section):
@@ -362,35 +362,12 @@ def validate(data: dict) -> RunConfig:
     try:
         algo_cfg = spec.config(**algo)
     except ValidationError as e:
-        raise RecipeError(_describe(e.errors()[0], spec.config, prefix=["algorithm"])) from None
+        raise RecipeError(describe_error(e.errors()[0], spec.config, prefix=["algorithm"])) from None
     try:
         cfg = RunConfig(**{**data, "algorithm": algo_cfg})
     except ValidationError as e:
-        raise RecipeError(_describe(e.errors()[0], RunConfig)) from None
+        raise RecipeError(describe_error(e.errors()[0], RunConfig)) from None
     from rlreason.recipe_checks import check_across_sections
 
     check_across_sections(cfg)
     return cfg
-
-
-def _describe(err: dict, model: type[BaseModel], prefix: list[str] = ()) -> str:
-    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-    field = ".".join([*prefix, *loc])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(model, loc[:-1])
-        close = difflib.get_close_matches(loc[-1], allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{field}: unknown field{hint} (allowed: {', '.join(allowed)})"
-    if "input" in err and not isinstance(err["input"], dict) and err["type"] != "missing":
-        msg += f" (got {err['input']!r})"
-    return f"{field}: {msg}"
-
-
-def _allowed_keys(model: type[BaseModel], parent: list[str]) -> list[str]:
-    for part in parent:
-        annotation = model.model_fields[part].annotation
-        for option in (annotation, *get_args(annotation)):  # ``Section | None`` too
-            if isinstance(option, type) and issubclass(option, BaseModel):
-                model = option
-    return sorted(model.model_fields)

@@ -213,7 +213,7 @@ def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], 
 
     Returns (groups, generation seconds, groups dropped, completion tokens generated in all)."""
     cfg, r = ctx.cfg, ctx.cfg.rollout
-    sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p)
+    sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p, ignore_eos=r.ignore_eos)
     groups, gen_time, dropped, tokens, todo = [], 0.0, 0, 0, problems
     for round_ in range(max_rounds + 1):
         start = time.perf_counter()

@@ -30,3 +30,10 @@ def test_the_driver_counts_prompt_tokens_as_the_engine_does(engine, tiny_chat_mo
         problems = [p for p, _ in zip(problem_stream(cfg), range(6))]
         ctx = Context(cfg, workers=[], learner=None, scorer=None)
         assert prompt_lengths(ctx, problems) == engine.prompt_lengths(problems)
+
+
+def test_ignore_eos_runs_every_completion_to_max_tokens(engine):
+    """rollout.ignore_eos (fixed-length benchmarks): no completion stops early."""
+    problems = [p for p, _ in zip(problem_stream(load_config(None, [])), range(4))]
+    groups = engine.generate(problems, SamplingSpec(n=4, max_tokens=40, ignore_eos=True))
+    assert all(len(c.completion_ids) == 40 and c.finish_reason == "length" for g in groups for c in g)

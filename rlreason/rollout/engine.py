@@ -22,6 +22,7 @@ class SamplingSpec:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    ignore_eos: bool = False  # always max_tokens (benchmarks)
 
 
 def cpu_engine_env(rank: int, world: int, kv_cache_gib: int) -> dict[str, str]:
@@ -112,7 +113,7 @@ class RolloutEngine:
             raise EngineRestarted(f"rollout worker {self.rank} was restarted and has not been given weights yet")
         params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
                                            temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
-                                           logprobs=0, seed=sampling.seed)
+                                           logprobs=0, seed=sampling.seed, ignore_eos=sampling.ignore_eos)
         prompts = [{"prompt_token_ids": self._prompt_ids(p)} for p in problems]
         outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora_request)
         groups = []

@@ -1,0 +1,74 @@
+"""The speed race: rlreason against TRL's GRPOTrainer and a plain floor, same workloads, one machine, one run.
+
+    python -m benchmarks.race [--quick] [--workloads tiny,107m] [--contestants rlreason,trl-hf,trl-vllm,floor]
+                              [--out race.json]
+
+Every contestant runs as its own process tree, one after another (two cores: never two at once), on the same
+model, prompts, group size, completion length, learning rate and number of steps. Prints a Markdown table
+(seconds per step as the median after warm-up, the ratio to rlreason, start-up to the first step, generation
+tokens/s, peak memory of all processes, held-out accuracy after training through the same evaluator) and a
+per-phase breakdown; writes every number as JSON. ``--quick`` runs fewer steps (under 10 minutes for the tiny
+workload's four contestants on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmarks.race.contestants import CONTESTANTS, Result
+from benchmarks.race.workloads import WORKLOADS
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| workload | contestant | s/step | rlreason's speed-up | start-up s | gen tok/s | peak GiB | "
+             "held-out accuracy |", "|---" * 8 + "|"]
+    for r in results:
+        ours = next((x for x in results if x.workload == r.workload and x.contestant == "rlreason"), None)
+        ratio = ours and r.median_step_s / ours.median_step_s
+        lines.append(f"| {r.workload} | {r.contestant} | {r.median_step_s:.2f} | {_fmt(ratio, '{:.2f}x')} | "
+                     f"{_fmt(r.startup_s, '{:.1f}')} | {_fmt(r.gen_tokens_per_s, '{:.0f}')} | {r.peak_gib:.1f} | "
+                     f"{_fmt(r.accuracy, '{:.3f}')} |")
+    lines += ["", "| workload | contestant | per-phase medians, s |", "|---|---|---|"]
+    lines += [f"| {r.workload} | {r.contestant} | " + ", ".join(f"{k} {v:.2f}" for k, v in r.phases.items()) + " |"
+              for r in results]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workloads", default="tiny,107m")
+    parser.add_argument("--contestants", default=",".join(CONTESTANTS))
+    parser.add_argument("--out", default="race.json")
+    args = parser.parse_args()
+    results, failures = [], []
+    with tempfile.TemporaryDirectory(prefix="rlreason-race-") as tmp:
+        for name in args.workloads.split(","):
+            w = WORKLOADS[name]
+            w.model_dir()  # built before any clock starts
+            steps = w.quick_steps if args.quick else w.steps
+            for contestant in args.contestants.split(","):
+                print(f"{name}: {contestant}, {steps} steps...", file=sys.stderr, flush=True)
+                try:
+                    results.append(CONTESTANTS[contestant](w, steps, Path(tmp)))
+                except RuntimeError as e:  # one contestant failing does not lose the others' numbers
+                    failures.append(f"{name}/{contestant}: {str(e).strip().splitlines()[-1][:300]}")
+                    print(f"  failed: {failures[-1]}", file=sys.stderr)
+    Path(args.out).write_text(json.dumps({"results": [asdict(r) for r in results], "failures": failures},
+                                         indent=2))
+    print(table(results))
+    for failure in failures:
+        print(f"\nfailed: {failure}")
+
+
+if __name__ == "__main__":
+    main()
