@@ -119,7 +119,7 @@ def evaluate(model_dir: Path, w: Workload, workdir: Path) -> float:
     through ``rlreason eval``: the same evaluator for every contestant."""
     out = workdir / f"eval-{model_dir.name}"
     run_tree([sys.executable, "-m", "rlreason.cli", "eval", str(model_dir), "--task", "arithmetic", "--n", "4",
-              "--limit", str(w.eval_size), "--temperature", "1.0", "--out", str(out)], workdir)
+              "--k", "1", "--limit", str(w.eval_size), "--temperature", "1.0", "--out", str(out)], workdir)
     return json.loads((out / "eval.json").read_text())["tasks"]["arithmetic"]["metrics"]["pass@1"]["mean"]
 
 
