@@ -111,12 +111,13 @@ class AsyncSteps:
 def fresh_groups(groups: list[ScoredGroup], version: int, max_staleness: int,
                  filter_zero_variance: bool) -> tuple[list[ScoredGroup], dict[str, float], int]:
     """The groups to train on at learner ``version``: those at most ``max_staleness`` versions old (and, with
-    dynamic sampling, of varied rewards); staleness statistics of those; how many were dropped as too stale.
+    dynamic sampling, of varied rewards); their mean staleness (``learn`` reports the maximum); how many were
+    dropped as too stale.
     Never an empty batch: when nothing is left, the groups are kept as they are."""
     aged = [(g, version - min(c.policy_version for c in g.completions)) for g in groups]
     fresh = [(g, s) for g, s in aged if s <= max_staleness] or aged
     kept = [(g, s) for g, s in fresh if len(set(g.rewards)) > 1] if filter_zero_variance else fresh
     kept = kept or fresh
     ages = [s for _, s in kept]
-    return [g for g, _ in kept], {"staleness_mean": statistics.fmean(ages), "staleness_max": float(max(ages)),
+    return [g for g, _ in kept], {"staleness_mean": statistics.fmean(ages),
                                   "filtered_groups": float(len(fresh) - len(kept))}, len(aged) - len(fresh)

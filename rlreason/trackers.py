@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 from rlreason.section import flatten
-from pathlib import Path
 
 PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
 

