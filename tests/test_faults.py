@@ -128,6 +128,7 @@ def test_a_restarted_engine_refuses_to_generate_until_it_is_given_weights(tiny_m
         engine = ray.remote(RolloutEngine).options(max_restarts=1, runtime_env={"env_vars": cpu_engine_env(0, 1, 1)}
                                                    ).remote(tiny_model_path)
         assert ray.get(engine.generate.remote(problems, SamplingSpec(2, 8)))  # a fresh engine generates
+        assert ray.get(engine.threads.remote()) == os.cpu_count()  # (Ray starts actors with 1: 1.6x slower)
         os.kill(ray.get(engine.pid.remote()), 9)
         deadline = time.monotonic() + 300
         while True:  # back (Ray restarted it) before anyone calls it again

@@ -32,8 +32,10 @@ def cpu_engine_env(rank: int, world: int, kv_cache_gib: int) -> dict[str, str]:
         per = cores // world
         bind = f"{rank * per}-{rank * per + per - 1}"
     else:
-        bind = "nobind"
-    return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": bind,
+        per, bind = 1, "nobind"
+    # OMP_NUM_THREADS: a Ray actor starts with 1, and vLLM's CPU worker cannot raise it after binding its threads:
+    # left at 1, an engine in a Ray actor generated 1.6x slower than the same engine in a plain process.
+    return {"OMP_NUM_THREADS": str(per), "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": bind,
             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
             "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
 
@@ -177,6 +179,12 @@ class RolloutEngine:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def threads(self) -> int:
+        """Threads this engine's kernels run on."""
+        import torch
+
+        return torch.get_num_threads()
 
     def resume_serving(self) -> None:
         """A restarted engine serves what it was started with (an evaluation: no learner pushes weights)."""
