@@ -113,9 +113,15 @@ def latest_checkpoint(run_dir: Path, echo=print) -> tuple[Path, dict] | None:
 
 
 def recipe_changes(saved: dict, current: dict) -> list[str]:
-    """Fields whose value differs between the checkpoint's recipe and the current one, outside ``MAY_CHANGE``."""
+    """Fields whose value differs between the checkpoint's recipe and the current one, outside ``MAY_CHANGE``.
+    Fields added to rlreason since the checkpoint was written take their defaults (the behaviour it ran with)."""
+    from rlreason.config import RunConfig
     from rlreason.section import flatten
 
+    try:
+        saved = RunConfig.model_validate(saved).model_dump(mode="json")
+    except ValueError:  # a recipe this version no longer reads: compare it as written
+        pass
     a, b = flatten(saved), flatten(current)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and not k.startswith(MAY_CHANGE)]

@@ -45,7 +45,7 @@ def start_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
         ray.remote(RolloutEngine).options(
             num_cpus=1, runtime_env={"env_vars": cpu_engine_env(rank, n, cfg.rollout.kv_cache_gib)},
             max_restarts=cfg.rollout.max_restarts, max_task_retries=0,  # recovery re-issues with current weights
-        ).remote(path, seed=cfg.seed, max_model_len=cfg.model.max_model_len, dtype=cfg.model.dtype,
+        ).remote(path, seed=cfg.seed, max_model_len=cfg.model.max_model_len, dtype=cfg.engine_dtype,
                  rank=rank, world=n, kv_cache_gib=cfg.rollout.kv_cache_gib, lora_rank=cfg.served_lora_rank,
                  adapter=cfg.model.adapter)
         for rank in range(n)

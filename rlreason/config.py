@@ -175,6 +175,9 @@ class RolloutConfig(Section):
                                            "trains (off-policy by up to max_staleness versions)")
     max_staleness: int = Field(1, ge=1, description="async: batches generated ahead; older data is dropped")
     ignore_eos: bool = Field(False, description="always generate max_tokens (for benchmarks of fixed length)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the engines' dtype ('auto': model.dtype). On CPU vLLM runs float32 ~2.5x faster than "
+        "bfloat16 while the learner's bfloat16 autocast is ~1.6x faster: model.dtype=bfloat16 with float32 here")
 
 
 class TrainConfig(Section):
@@ -265,6 +268,10 @@ class RunConfig(Section):
     ray: RayConfig = RayConfig()
     output: OutputConfig = OutputConfig()
     continual: ContinualConfig = ContinualConfig()
+
+    @property
+    def engine_dtype(self) -> str:
+        return self.model.dtype if self.rollout.dtype == "auto" else self.rollout.dtype
 
     @property
     def served_lora_rank(self) -> int | None:

@@ -96,3 +96,10 @@ def test_scalerl_recipe_is_a_composition_of_shared_switches():
         "cispo", "prompt_mean_token_mean", "batch", True)
     assert cfg.tasks.retire_solved_at == 0.9 and cfg.train.fp32_logits
     assert get_algorithm("cispo").advantage is get_algorithm("grpo").advantage
+
+
+def test_the_engines_dtype_follows_the_model_unless_the_rollout_section_sets_it():
+    assert load_config(None, ["model.dtype=bfloat16"]).engine_dtype == "bfloat16"
+    assert load_config(None, ["model.dtype=bfloat16", "rollout.dtype=float32"]).engine_dtype == "float32"
+    with pytest.raises(RecipeError, match="rollout.dtype"):
+        load_config(None, ["rollout.dtype=fp8"])

@@ -113,6 +113,20 @@ def test_metrics_are_trimmed_to_the_checkpoints_line_count(tmp_path):
     assert [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == records[:2]
 
 
+def test_a_checkpoint_written_before_a_field_existed_still_resumes():
+    """A field added since the checkpoint was written (here rollout.dtype) takes its default: no refusal; a real
+    change is still named."""
+    from rlreason.checkpoint import recipe_changes
+    from rlreason.config import load_config
+
+    current = load_config(None, []).model_dump(mode="json")
+    saved = json.loads(json.dumps(current))
+    del saved["rollout"]["dtype"]
+    assert recipe_changes(saved, current) == []
+    saved["rollout"]["group_size"] = 4
+    assert recipe_changes(saved, current) == ["rollout.group_size: 4 -> 8"]
+
+
 def _running(tmp_path, name):
     """A long run started in the background, once it has done two steps; and every process it started."""
     cmd, kw = _cli([*SMALL, "train.steps=500", "train.checkpoint_every=100", f"name={name}"], tmp_path,
