@@ -27,8 +27,22 @@ class Cluster:
         if self.started_ray:
             ray.shutdown()
 
+    def ready(self) -> "Cluster":
+        """Wait until every actor has started (their start-up errors surface here)."""
+        import ray
+
+        ray.get([w.get_version.remote() for w in self.workers]
+                + ([self.learner.get_version.remote()] if self.learner is not None else []))
+        return self
+
 
 def start_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
+    return launch_cluster(cfg, learner).ready()
+
+
+def launch_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
+    """Start Ray and create the actors without waiting for them (their imports and engine start-up take seconds:
+    the caller does its own start-up meanwhile, then calls ``ready``)."""
     import ray
 
     from rlreason.learner.learner import Learner
@@ -55,6 +69,4 @@ def start_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
     cores = os.cpu_count() or 1
     threads = cores if cfg.rollout.mode == "sync" else max(1, cores // 2)
     actor = ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=threads) if learner else None
-    ray.get([w.get_version.remote() for w in workers]  # surface start errors
-            + ([actor.get_version.remote()] if actor is not None else []))
     return Cluster(workers=workers, learner=actor, started_ray=started)

@@ -289,10 +289,14 @@ def prompt_lengths(ctx: Context, problems: list[Problem]) -> list[int]:
     """Prompt tokens of each problem as the engines will see them, counted here (an engine's queue may hold
     batches of an asynchronous run)."""
     if ctx.tokenizer is None and problems:
-        from transformers import AutoTokenizer
-
-        ctx.tokenizer = AutoTokenizer.from_pretrained(ctx.cfg.model.resolved_path())
+        ctx.tokenizer = load_tokenizer(ctx.cfg)
     return [len(prompt_ids(ctx.tokenizer, p)) for p in problems]
+
+
+def load_tokenizer(cfg: RunConfig):
+    from rlreason.tokens import DriverTokenizer
+
+    return DriverTokenizer(cfg.model.resolved_path())
 
 
 def evaluate_groups(ctx: Context, name: str, n: int, temperature: float) -> tuple[list[ScoredGroup], int]:

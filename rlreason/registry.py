@@ -14,9 +14,11 @@ from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
-# Built-in modules that register at import; entry-point groups for plugins.
-_BUILTIN_MODULES = ("rlreason.algorithms", "rlreason.verifiers", "rlreason.tasks")
+# Entry-point groups for plugins, each also the name of the built-in module that registers at import.
 _ENTRY_POINT_GROUPS = ("rlreason.algorithms", "rlreason.verifiers", "rlreason.tasks")
+# What a scoring process needs (tasks may register verifiers): no algorithms, so no torch (2 s a process).
+SCORING_GROUPS = ("rlreason.verifiers", "rlreason.tasks")
+_GROUPS_OF_KIND = {"algorithm": ("rlreason.algorithms",), "verifier": SCORING_GROUPS, "task": SCORING_GROUPS}
 
 
 class UnknownNameError(KeyError):
@@ -51,11 +53,11 @@ class Registry(Generic[T]):
         return add if item is None else add(item)
 
     def names(self) -> list[str]:
-        load_plugins()
+        load_plugins(_GROUPS_OF_KIND.get(self.kind, _ENTRY_POINT_GROUPS))
         return sorted(self._items)
 
     def get(self, name: str) -> T:
-        load_plugins()
+        load_plugins(_GROUPS_OF_KIND.get(self.kind, _ENTRY_POINT_GROUPS))
         if name in self._items:
             return self._items[name]
         if name in self._imported:
@@ -87,17 +89,16 @@ class Registry(Generic[T]):
         return obj
 
 
-_plugins_loaded = False
+_loaded: set[str] = set()
 
 
-def load_plugins() -> None:
-    """Import built-in registrations and every installed plugin entry point (idempotent, cheap after once)."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-    for group in _ENTRY_POINT_GROUPS:
+def load_plugins(groups: tuple[str, ...] = _ENTRY_POINT_GROUPS) -> None:
+    """Import the built-in registrations and installed plugin entry points of ``groups`` (default: all; idempotent,
+    cheap after once)."""
+    for group in groups:
+        if group in _loaded:
+            continue
+        _loaded.add(group)
+        importlib.import_module(group)
         for ep in entry_points(group=group):
             ep.load()

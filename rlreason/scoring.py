@@ -15,7 +15,7 @@ import signal
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
-from rlreason.registry import load_plugins
+from rlreason.registry import SCORING_GROUPS, load_plugins
 from rlreason.types import Problem, VerifyResult
 
 
@@ -61,14 +61,18 @@ class Scorer:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        """A started pool: deadlines count verifier time, not the workers' start-up (imports take seconds)."""
-        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=load_plugins)
-        wait([pool.submit(load_plugins) for _ in range(self.workers)])
+        """A pool whose workers start now, in the background (a run's engines start meanwhile); ``score`` waits for
+        them before its clock starts: deadlines count verifier time, not the workers' start-up (imports take
+        seconds)."""
+        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=load_plugins,
+                                   initargs=(SCORING_GROUPS,))
+        self._starting = [pool.submit(load_plugins, SCORING_GROUPS) for _ in range(self.workers)]
         return pool
 
     def score(self, items: list[tuple[str, Problem]]) -> list[VerifyResult]:
         """``items``: (completion text, problem) pairs -> one result each, in order. Items travel in small chunks
         (up to 16, at least 4 chunks per worker) to save inter-process overhead; each call keeps its own timer."""
+        wait(self._starting)
         size = max(1, min(16, len(items) // (4 * self.workers)))
         chunks = [items[i: i + size] for i in range(0, len(items), size)]
         futures = [self._pool.submit(_verify_chunk, chunk, self.timeout_s) for chunk in chunks]

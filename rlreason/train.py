@@ -18,8 +18,8 @@ import yaml
 from rlreason.config import RecipeError, RunConfig
 from rlreason.console import StepProgress, print_eval_table
 from rlreason.checkpoint import latest_checkpoint, recipe_changes, save_checkpoint, trim_metrics
-from rlreason.controller import (Context, evaluate, problem_stream, push_weights, reseed_engines, rl_step,
-                                 take_fitting)
+from rlreason.controller import (Context, evaluate, load_tokenizer, problem_stream, push_weights, reseed_engines,
+                                 rl_step, take_fitting)
 from rlreason.learner.learner import NonFiniteError
 from rlreason.metrics import MemoryMonitor, MetricsLogger
 from rlreason.rollout.recovery import WorkerLost, if_learner_lost
@@ -65,23 +65,31 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
     """Write the run directory, start the memory monitor, metrics logger, scorer and Ray cluster; shut all down
     afterwards, whatever happened. ``resumed_at``: the step a resumed run continues after (TensorBoard drops what
     the interrupted run logged for later steps)."""
-    from rlreason.cluster import start_cluster
+    from rlreason.cluster import launch_cluster
     from rlreason.interrupts import interrupts
     from rlreason.trackers import open_trackers
 
     run_dir = write_recipe(cfg)
     purge = None if resumed_at is None else resumed_at + 1
-    with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, purge_step=purge) as log, \
-            Scorer() as scorer:
-        log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
-                                       cfg.model_dump(mode="json")))
-        cluster = start_cluster(cfg)
-        with interrupts(cluster) as stops:  # Ctrl-C / SIGTERM: checkpoint, shut down; a second one: stop at once
-            try:
-                yield Session(run_dir, Context(cfg, cluster.workers, cluster.learner, scorer), log, memory)
-            finally:
-                stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
-                cluster.shutdown()
+    cluster = launch_cluster(cfg)  # the actors start while this process starts the rest
+    down = False
+    try:
+        with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, purge_step=purge) as log, \
+                Scorer() as scorer:
+            log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
+                                           cfg.model_dump(mode="json")))
+            ctx = Context(cfg, cluster.workers, cluster.learner, scorer, tokenizer=load_tokenizer(cfg))
+            cluster.ready()
+            with interrupts(cluster) as stops:  # Ctrl-C / SIGTERM: checkpoint, shut down; a second: stop at once
+                try:
+                    yield Session(run_dir, ctx, log, memory)
+                finally:
+                    stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
+                    down = True
+                    cluster.shutdown()
+    finally:
+        if not down:  # the start-up failed or was interrupted
+            cluster.shutdown()
 
 
 def ray_actor_error() -> type[Exception]:

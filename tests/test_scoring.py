@@ -42,3 +42,16 @@ def test_a_verifier_that_blocks_the_timer_is_stopped_by_the_batch_deadline_and_t
         assert "timed out" in results[0].error and results[1].score == 1.0
         assert scorer.timeouts == 1
         assert scorer.score([("#### 3", _problem("exact_answer"))])[0].score == 1.0
+
+
+def test_scoring_processes_start_in_the_background_without_torch():
+    """They start while the run's engines do (the constructor does not wait) and import the verifiers and tasks
+    only: torch costs each process 2 s of a 2-core machine's start-up."""
+    from rlreason.tasks import get_task
+
+    start = time.perf_counter()
+    with Scorer(workers=2) as scorer:
+        assert time.perf_counter() - start < 0.5
+        assert scorer.score([("4", get_task("arithmetic").eval_problems(1)[0])])
+        assert scorer._pool.submit(eval, "'torch' in __import__('sys').modules").result() is False
+        assert scorer._pool.submit(eval, "'rlreason.tasks' in __import__('sys').modules").result() is True

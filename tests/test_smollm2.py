@@ -26,6 +26,17 @@ def smollm2():
     return gguf_convert.smollm2_model_dir()
 
 
+def test_the_driver_tokenizer_encodes_gsm8k_as_transformers_does(smollm2, data_dir):
+    from transformers import AutoTokenizer
+
+    from rlreason.tasks import get_task
+    from rlreason.tokens import DriverTokenizer
+
+    ours, theirs = DriverTokenizer(smollm2), AutoTokenizer.from_pretrained(smollm2)
+    for problem in get_task("gsm8k").eval_problems(50, data_dir):
+        assert ours.encode(problem.prompt) == theirs.encode(problem.prompt)
+
+
 def test_smollm2_trains_with_lora_and_its_chat_template(smollm2, data_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "rlreason.cli", "train", "smollm2_gsm8k_lora", f"tasks.data_dir={data_dir}",

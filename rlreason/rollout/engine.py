@@ -7,6 +7,7 @@ seconds instead of half a minute and halves memory (see README, "CPU notes").
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from dataclasses import dataclass
@@ -94,9 +95,11 @@ class RolloutEngine:
             from rlreason.modelinfo import servable_lora_rank
 
             lora = {"enable_lora": True, "max_lora_rank": servable_lora_rank(lora_rank), "max_loras": 2}
-        self.llm = vllm.LLM(model=model_path, dtype=dtype, seed=seed + 1000 * rank, max_model_len=max_model_len,
-                            enforce_eager=True, distributed_executor_backend="uni", enable_prefix_caching=True,
-                            **lora)
+        llm_class = vllm.LLM  # (its imports)
+        gc.freeze()  # what is imported stays: vLLM's start-up collections then skip it (2.4 -> 1.2 s, tiny model)
+        self.llm = llm_class(model=model_path, dtype=dtype, seed=seed + 1000 * rank, max_model_len=max_model_len,
+                             enforce_eager=True, distributed_executor_backend="uni", enable_prefix_caching=True,
+                             **lora)
         self.tokenizer = self.llm.get_tokenizer()
         self.adapters = None
         if lora_rank is not None:
