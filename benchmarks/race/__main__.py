@@ -1,10 +1,10 @@
 """The speed race: rlreason against TRL's GRPOTrainer and a plain floor, same workloads, one machine, one run.
 
-    python -m benchmarks.race [--quick] [--workloads tiny,107m] [--contestants rlreason,trl-hf,trl-vllm,floor]
-                              [--out race.json]
+    python -m benchmarks.race [--quick] [--workloads tiny,107m] [--contestants rlreason,trl-hf,...] [--out F]
 
 Every contestant runs as its own process tree, one after another (two cores: never two at once), on the same
-model, prompts, group size, completion length, learning rate and number of steps. Prints a Markdown table
+model, prompts, group size, completion length, learning rate and number of steps, in float32 and with bfloat16
+autocast in training (``-bf16``: weights and generation stay float32, for both sides). Prints a Markdown table
 (seconds per step as the median after warm-up, the ratio to rlreason, start-up to the first step, generation
 tokens/s, peak memory of all processes, held-out accuracy after training through the same evaluator) and a
 per-phase breakdown; writes every number as JSON. ``--quick`` runs fewer steps (under 10 minutes for the tiny
@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.race.contestants import CONTESTANTS, Result
+from benchmarks.race.contestants import CONTESTANTS, DEFAULT, Result
 from benchmarks.race.workloads import WORKLOADS
 
 
@@ -29,10 +29,11 @@ def _fmt(value, pattern: str) -> str:
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| workload | contestant | s/step | rlreason's speed-up | start-up s | gen tok/s | peak GiB | "
-             "held-out accuracy |", "|---" * 8 + "|"]
+    lines = ["| workload | contestant | s/step | rlreason's speed-up (same precision) | start-up s | gen tok/s | "
+             "peak GiB | held-out accuracy |", "|---" * 8 + "|"]
     for r in results:
-        ours = next((x for x in results if x.workload == r.workload and x.contestant == "rlreason"), None)
+        mine = "rlreason-bf16" if r.contestant.endswith("-bf16") else "rlreason"  # same precision
+        ours = next((x for x in results if x.workload == r.workload and x.contestant == mine), None)
         ratio = ours and r.median_step_s / ours.median_step_s
         lines.append(f"| {r.workload} | {r.contestant} | {r.median_step_s:.2f} | {_fmt(ratio, '{:.2f}x')} | "
                      f"{_fmt(r.startup_s, '{:.1f}')} | {_fmt(r.gen_tokens_per_s, '{:.0f}')} | {r.peak_gib:.1f} | "
@@ -40,6 +41,13 @@ def table(results: list[Result]) -> str:
     lines += ["", "| workload | contestant | per-phase medians, s |", "|---|---|---|"]
     lines += [f"| {r.workload} | {r.contestant} | " + ", ".join(f"{k} {v:.2f}" for k, v in r.phases.items()) + " |"
               for r in results]
+    lines += [""] + [f"- {r.workload}/{r.contestant}: " + ", ".join(f"{k} {v:.3g}" for k, v in r.extra.items())
+                     for r in results if r.extra]
+    for r in results:
+        floor = next((x for x in results if x.workload == r.workload and x.contestant == "floor"), None)
+        if r.contestant.startswith("rlreason") and floor and r.gen_tokens_per_s and floor.gen_tokens_per_s:
+            lines.append(f"- {r.workload}/{r.contestant}: rollouts at {r.gen_tokens_per_s / floor.gen_tokens_per_s:.0%}"
+                         " of bare vLLM's tokens/s (same prompts, sampling and threads)")
     return "\n".join(lines)
 
 
@@ -47,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workloads", default="tiny,107m")
-    parser.add_argument("--contestants", default=",".join(CONTESTANTS))
+    parser.add_argument("--contestants", default=",".join(DEFAULT))
     parser.add_argument("--out", default="race.json")
     args = parser.parse_args()
     results, failures = [], []

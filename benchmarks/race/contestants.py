@@ -32,6 +32,7 @@ class Result:
     peak_gib: float = 0.0
     accuracy: float | None = None
     phases: dict[str, float] = field(default_factory=dict)  # medians per step after warm-up
+    extra: dict[str, float] = field(default_factory=dict)  # weight push size and share of the step
 
     @property
     def median_step_s(self) -> float:
@@ -64,14 +65,17 @@ def run_tree(cmd: list[str], cwd: Path, timeout: float = 3600) -> tuple[subproce
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak[0] / 2**30
 
 
-def rlreason(w: Workload, steps: int, workdir: Path) -> Result:
-    name = f"race-{w.name}"
+def rlreason(w: Workload, steps: int, workdir: Path, bf16: bool = False) -> Result:
+    """``bf16``: the learner autocasts to bfloat16 (model.dtype), the engines stay float32 (rollout.dtype)."""
+    label = "rlreason-bf16" if bf16 else "rlreason"
+    name = f"race-{w.name}-{label}"
     cmd = [sys.executable, "-m", "rlreason.cli", "train", "default", f"model.path={w.model_dir()}", f"name={name}",
            f"rollout.prompts_per_step={w.prompts}", f"rollout.group_size={w.group}",
            f"rollout.max_tokens={w.max_tokens}", f"rollout.ignore_eos={str(w.ignore_eos).lower()}",
            f"train.steps={steps}", f"train.lr={w.lr}", "eval.before=false", "eval.after=true",
            "tasks.eval=[arithmetic]", f"tasks.eval_size={w.eval_size}", "output.save_model=false",
-           "output.tensorboard=false", "train.checkpoint_every=0", f"output.run={workdir / name}"]
+           "output.tensorboard=false", "train.checkpoint_every=0", f"output.run={workdir / name}",
+           *(["model.dtype=bfloat16", "rollout.dtype=float32"] if bf16 else [])]
     t0 = time.time()
     _, peak = run_tree(cmd, workdir)
     lines = [json.loads(x) for x in (workdir / name / "metrics.jsonl").read_text().splitlines()]
@@ -82,17 +86,20 @@ def rlreason(w: Workload, steps: int, workdir: Path) -> Result:
               "update": statistics.median(x["learner_time_s"] for x in tail),
               "push": statistics.median(x["weight_sync_s"] for x in tail)}
     phases["scoring + other"] = statistics.median(x["step_time_s"] for x in tail) - sum(phases.values())
-    return Result("rlreason", w.name, [x["step_time_s"] for x in train],
+    extra = {"push MiB": tail[-1]["weight_sync_bytes"] / 2**20,
+             "push share of step": phases["push"] / statistics.median(x["step_time_s"] for x in tail)}
+    return Result(label, w.name, [x["step_time_s"] for x in train], extra=extra,
                   startup_s=train[0]["time"] - train[0]["step_time_s"] - t0,
                   gen_tokens_per_s=sum(x["rollout_tokens"] for x in tail) / sum(x["rollout_time_s"] for x in tail),
                   peak_gib=peak, accuracy=summary["after"].get("arithmetic/accuracy"), phases=phases)
 
 
-def trl(w: Workload, steps: int, workdir: Path, vllm: bool = False) -> Result:
-    label = "trl-vllm" if vllm else "trl-hf"
+def trl(w: Workload, steps: int, workdir: Path, vllm: bool = False, bf16: bool = False) -> Result:
+    label = ("trl-vllm" if vllm else "trl-hf") + ("-bf16" if bf16 else "")
     out, save = workdir / f"{label}-{w.name}.json", workdir / f"{label}-{w.name}-model"
     cmd = [sys.executable, "-m", "benchmarks.race.trl_grpo", "--workload", w.name, "--steps", str(steps),
-           "--t0", str(time.time()), "--out", str(out), "--save", str(save), *(["--vllm"] if vllm else [])]
+           "--t0", str(time.time()), "--out", str(out), "--save", str(save), *(["--vllm"] if vllm else []),
+           *(["--bf16"] if bf16 else [])]
     _, peak = run_tree(cmd, workdir)
     raw = json.loads(out.read_text())
     gen = _tail(raw["gen_s"])
@@ -124,4 +131,9 @@ def evaluate(model_dir: Path, w: Workload, workdir: Path) -> float:
 
 
 CONTESTANTS = {"rlreason": rlreason, "trl-hf": trl, "trl-vllm": lambda w, s, d: trl(w, s, d, vllm=True),
-               "floor": floor}
+               "floor": floor,
+               # bfloat16 autocast in training, weights and generation in float32, for both sides
+               "rlreason-bf16": lambda w, s, d: rlreason(w, s, d, bf16=True),
+               "trl-hf-bf16": lambda w, s, d: trl(w, s, d, bf16=True),
+               "trl-vllm-bf16": lambda w, s, d: trl(w, s, d, vllm=True, bf16=True)}
+DEFAULT = ("rlreason", "trl-hf", "trl-vllm", "floor", "rlreason-bf16", "trl-hf-bf16", "trl-vllm-bf16")

@@ -1,6 +1,7 @@
 """The peer: TRL's GRPOTrainer on a race workload, timed from outside its loop (run as its own process).
 
-    python -m benchmarks.race.trl_grpo --workload tiny --steps 8 --t0 UNIX_TIME --out R.json --save DIR [--vllm]
+    python -m benchmarks.race.trl_grpo --workload tiny --steps 8 --t0 UNIX_TIME --out R.json --save DIR
+                                       [--vllm] [--bf16]
 
 Same model, prompts (the arithmetic task's training stream, seed 0), group size, completion length, learning rate
 (constant, AdamW betas 0.9/0.99 as rlreason's default), KL-free GRPO, rewards from the same verifier (through
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--save", required=True)
     parser.add_argument("--vllm", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in training (weights stay fp32)")
     args = parser.parse_args()
 
     import torch
@@ -71,7 +73,7 @@ def main() -> None:
         max_completion_length=w.max_tokens, learning_rate=w.lr, lr_scheduler_type="constant", warmup_steps=0,
         adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, max_grad_norm=1.0, max_steps=args.steps, beta=0.0,
         temperature=1.0, top_p=1.0, shuffle_dataset=False, seed=0, logging_steps=1, report_to=[],
-        save_strategy="no", use_cpu=True, bf16=False, dataloader_num_workers=0, generation_kwargs=fixed,
+        save_strategy="no", use_cpu=True, bf16=args.bf16, dataloader_num_workers=0, generation_kwargs=fixed,
         use_vllm=args.vllm, vllm_mode="colocate", vllm_max_model_length=256 if args.vllm else None)
     reward = reward_function(problems[0].verifier, workers=1)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=dataset,
