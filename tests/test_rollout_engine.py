@@ -38,3 +38,14 @@ def test_ignore_eos_runs_every_completion_to_max_tokens(engine):
     problems = [p for p, _ in zip(problem_stream(load_config(None, [])), range(4))]
     groups = engine.generate(problems, SamplingSpec(n=4, max_tokens=40, ignore_eos=True))
     assert all(len(c.completion_ids) == 40 and c.finish_reason == "length" for g in groups for c in g)
+
+
+def test_sampled_logprobs_are_those_of_the_sampled_tokens(engine):
+    """The engine's per-token logprobs (read from vLLM's flat logprobs) are the served model's log p of each
+    sampled token, position by position."""
+    problems = [p for p, _ in zip(problem_stream(load_config(None, [])), range(3))]
+    for group in engine.generate(problems, SamplingSpec(n=2, max_tokens=24)):
+        for c in group:
+            assert len(c.logprobs) == len(c.completion_ids) > 0
+            scored = engine.sequence_logprobs(c.prompt_ids, c.completion_ids)
+            assert max(abs(a - b) for a, b in zip(c.logprobs, scored)) < 1e-3

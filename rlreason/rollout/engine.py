@@ -118,7 +118,10 @@ class RolloutEngine:
             raise EngineRestarted(f"rollout worker {self.rank} was restarted and has not been given weights yet")
         params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
                                            temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
-                                           logprobs=0, seed=sampling.seed, ignore_eos=sampling.ignore_eos)
+                                           logprobs=0, seed=sampling.seed, ignore_eos=sampling.ignore_eos,
+                                           # each completion is decoded once, below; flat logprobs: no dict per
+                                           # token (together 20-25% of a tiny model's generation time)
+                                           detokenize=False, flat_logprobs=True)
         prompts = [{"prompt_token_ids": self._prompt_ids(p)} for p in problems]
         outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora_request)
         groups = []
@@ -131,7 +134,11 @@ class RolloutEngine:
 
     def _completion(self, problem: Problem, prompt_ids, output) -> Completion:
         ids = list(output.token_ids)
-        logprobs = [step[tok].logprob for step, tok in zip(output.logprobs, ids)]
+        flat = getattr(output.logprobs, "logprobs", None)  # FlatLogprobs: one entry per position (logprobs=0)
+        if flat is not None and len(flat) == len(ids):
+            logprobs = list(flat)
+        else:
+            logprobs = [step[tok].logprob for step, tok in zip(output.logprobs, ids)]
         return Completion(problem_id=problem.id, prompt_ids=list(prompt_ids), completion_ids=ids,
                           logprobs=logprobs, finish_reason=output.finish_reason or "length",
                           policy_version=self.version, text=self.tokenizer.decode(ids, skip_special_tokens=True))
