@@ -45,7 +45,7 @@ def table(results: list[Result]) -> str:
                      for r in results if r.extra]
     for r in results:
         floor = next((x for x in results if x.workload == r.workload and x.contestant == "floor"), None)
-        if r.contestant.startswith("rlreason") and floor and r.gen_tokens_per_s and floor.gen_tokens_per_s:
+        if r.contestant in ("rlreason", "rlreason-bf16") and floor and r.gen_tokens_per_s and floor.gen_tokens_per_s:
             lines.append(f"- {r.workload}/{r.contestant}: rollouts at {r.gen_tokens_per_s / floor.gen_tokens_per_s:.0%}"
                          " of bare vLLM's tokens/s (same prompts, sampling and threads)")
     return "\n".join(lines)

@@ -65,9 +65,10 @@ def run_tree(cmd: list[str], cwd: Path, timeout: float = 3600) -> tuple[subproce
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak[0] / 2**30
 
 
-def rlreason(w: Workload, steps: int, workdir: Path, bf16: bool = False) -> Result:
+def rlreason(w: Workload, steps: int, workdir: Path, bf16: bool = False, overrides: tuple[str, ...] = (),
+             label: str | None = None) -> Result:
     """``bf16``: the learner autocasts to bfloat16 (model.dtype), the engines stay float32 (rollout.dtype)."""
-    label = "rlreason-bf16" if bf16 else "rlreason"
+    label = label or ("rlreason-bf16" if bf16 else "rlreason")
     name = f"race-{w.name}-{label}"
     cmd = [sys.executable, "-m", "rlreason.cli", "train", "default", f"model.path={w.model_dir()}", f"name={name}",
            f"rollout.prompts_per_step={w.prompts}", f"rollout.group_size={w.group}",
@@ -75,19 +76,21 @@ def rlreason(w: Workload, steps: int, workdir: Path, bf16: bool = False) -> Resu
            f"train.steps={steps}", f"train.lr={w.lr}", "eval.before=false", "eval.after=true",
            "tasks.eval=[arithmetic]", f"tasks.eval_size={w.eval_size}", "output.save_model=false",
            "output.tensorboard=false", "train.checkpoint_every=0", f"output.run={workdir / name}",
-           *(["model.dtype=bfloat16", "rollout.dtype=float32"] if bf16 else [])]
+           *(["model.dtype=bfloat16", "rollout.dtype=float32"] if bf16 else []), *overrides]
     t0 = time.time()
     _, peak = run_tree(cmd, workdir)
     lines = [json.loads(x) for x in (workdir / name / "metrics.jsonl").read_text().splitlines()]
     train = [x for x in lines if x["kind"] == "train"]
     summary = json.loads((workdir / name / "summary.json").read_text())
     tail = _tail(train)
-    phases = {"generation": statistics.median(x["rollout_time_s"] for x in tail),
+    overlapped = "rollout_wait_s" in tail[0]  # async: generation runs during the update; only waits count
+    phases = {"waiting for rollouts" if overlapped else "generation":
+              statistics.median(x["rollout_wait_s" if overlapped else "rollout_time_s"] for x in tail),
               "update": statistics.median(x["learner_time_s"] for x in tail),
-              "push": statistics.median(x["weight_sync_s"] for x in tail)}
+              "push": statistics.median(x.get("weight_sync_s", 0.0) for x in tail)}  # async: not waited for
     phases["scoring + other"] = statistics.median(x["step_time_s"] for x in tail) - sum(phases.values())
-    extra = {"push MiB": tail[-1]["weight_sync_bytes"] / 2**20,
-             "push share of step": phases["push"] / statistics.median(x["step_time_s"] for x in tail)}
+    extra = {} if overlapped else {"push MiB": tail[-1]["weight_sync_bytes"] / 2**20, "push share of step":
+                                   phases["push"] / statistics.median(x["step_time_s"] for x in tail)}
     return Result(label, w.name, [x["step_time_s"] for x in train], extra=extra,
                   startup_s=train[0]["time"] - train[0]["step_time_s"] - t0,
                   gen_tokens_per_s=sum(x["rollout_tokens"] for x in tail) / sum(x["rollout_time_s"] for x in tail),
@@ -135,5 +138,10 @@ CONTESTANTS = {"rlreason": rlreason, "trl-hf": trl, "trl-vllm": lambda w, s, d: 
                # bfloat16 autocast in training, weights and generation in float32, for both sides
                "rlreason-bf16": lambda w, s, d: rlreason(w, s, d, bf16=True),
                "trl-hf-bf16": lambda w, s, d: trl(w, s, d, bf16=True),
-               "trl-vllm-bf16": lambda w, s, d: trl(w, s, d, vllm=True, bf16=True)}
+               "trl-vllm-bf16": lambda w, s, d: trl(w, s, d, vllm=True, bf16=True),
+               # off-policy by one step: generation of the next batch overlaps the update (not run by default)
+               "rlreason-async": lambda w, s, d: rlreason(w, s, d, overrides=("rollout.mode=async",),
+                                                          label="rlreason-async"),
+               "rlreason-bf16-async": lambda w, s, d: rlreason(w, s, d, bf16=True, overrides=("rollout.mode=async",),
+                                                               label="rlreason-bf16-async")}
 DEFAULT = ("rlreason", "trl-hf", "trl-vllm", "floor", "rlreason-bf16", "trl-hf-bf16", "trl-vllm-bf16")
