@@ -55,18 +55,20 @@ def launch_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
             cores, cfg.rollout.workers + 1)), include_dashboard=False, log_to_driver=False,
             configure_logging=True, logging_level="WARNING")
     path, n = cfg.model.resolved_path(), cfg.rollout.workers
+    # Synchronous (generate, then train): the engines and then the learner use every core. Asynchronous: both work
+    # at once, so the learner takes half the cores and the engines the other half (sharing all of them, 3 threads
+    # on 2 cores, made async slower than sync).
+    cores = os.cpu_count() or 1
+    threads = cores if cfg.rollout.mode == "sync" else max(1, cores // 2)
+    reserved = 0 if cfg.rollout.mode == "sync" or not learner else threads
     workers = [
         ray.remote(RolloutEngine).options(
-            num_cpus=1, runtime_env={"env_vars": cpu_engine_env(rank, n, cfg.rollout.kv_cache_gib)},
+            num_cpus=1, runtime_env={"env_vars": cpu_engine_env(rank, n, cfg.rollout.kv_cache_gib, reserved)},
             max_restarts=cfg.rollout.max_restarts, max_task_retries=0,  # recovery re-issues with current weights
         ).remote(path, seed=cfg.seed, max_model_len=cfg.model.max_model_len, dtype=cfg.engine_dtype,
                  rank=rank, world=n, kv_cache_gib=cfg.rollout.kv_cache_gib, lora_rank=cfg.served_lora_rank,
                  adapter=cfg.model.adapter)
         for rank in range(n)
     ]
-    # Synchronous (generate, then train): the learner may use every core while the engines idle. Asynchronous:
-    # both work at once, so the learner takes half.
-    cores = os.cpu_count() or 1
-    threads = cores if cfg.rollout.mode == "sync" else max(1, cores // 2)
     actor = ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=threads) if learner else None
     return Cluster(workers=workers, learner=actor, started_ray=started)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from rlreason.algorithms.common import effective_sample_size
@@ -75,3 +76,19 @@ def test_an_async_run_keeps_its_staleness_bound_logs_ess_and_resumes(tmp_path):
     lines = _train_lines(run_dir)
     assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
     assert [x["staleness_max"] for x in lines[4:]] == [0, 1]  # the pipeline refills from the checkpoint's weights
+
+
+def test_async_engines_leave_the_learner_its_cores():
+    """Async: the learner trains while the engines generate; the engines are bound to the cores after the
+    learner's (all of them for both made async slower than sync on 2 cores). Sync: the engines get every core."""
+    import os
+
+    from rlreason.rollout.engine import cpu_engine_env
+
+    cores = os.cpu_count()
+    if cores < 2:
+        pytest.skip("needs 2 cores")
+    sync, shared = cpu_engine_env(0, 1, 1), cpu_engine_env(0, 1, 1, reserved=cores // 2)
+    assert (sync["OMP_NUM_THREADS"], sync["VLLM_CPU_OMP_THREADS_BIND"]) == (str(cores), f"0-{cores - 1}")
+    assert shared["OMP_NUM_THREADS"] == str(cores - cores // 2)
+    assert shared["VLLM_CPU_OMP_THREADS_BIND"] == f"{cores // 2}-{cores - 1}"

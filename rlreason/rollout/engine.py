@@ -26,12 +26,14 @@ class SamplingSpec:
     ignore_eos: bool = False  # always max_tokens (benchmarks)
 
 
-def cpu_engine_env(rank: int, world: int, kv_cache_gib: int) -> dict[str, str]:
-    """Environment for a vLLM CPU engine: in-process executor, cores split evenly between ``world`` engines."""
-    cores = os.cpu_count() or 1
+def cpu_engine_env(rank: int, world: int, kv_cache_gib: int, reserved: int = 0) -> dict[str, str]:
+    """Environment for a vLLM CPU engine: in-process executor, cores split evenly between ``world`` engines, after
+    the first ``reserved`` cores (left to a learner that trains while the engines generate)."""
+    first = min(reserved, (os.cpu_count() or 1) - 1)
+    cores = (os.cpu_count() or 1) - first
     if world <= cores:
         per = cores // world
-        bind = f"{rank * per}-{rank * per + per - 1}"
+        bind = f"{first + rank * per}-{first + rank * per + per - 1}"
     else:
         per, bind = 1, "nobind"
     # OMP_NUM_THREADS: a Ray actor starts with 1, and vLLM's CPU worker cannot raise it after binding its threads:
