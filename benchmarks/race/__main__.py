@@ -14,13 +14,15 @@ workload's four contestants on 2 cores).
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import json
 import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.race.contestants import CONTESTANTS, DEFAULT, Result
+from benchmarks.race.contestants import CONTESTANTS, DEFAULT, SEED, Result
 from benchmarks.race.workloads import WORKLOADS
 
 
@@ -29,13 +31,13 @@ def _fmt(value, pattern: str) -> str:
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| workload | contestant | s/step | rlreason's speed-up (same precision) | start-up s | gen tok/s | "
-             "peak GiB | held-out accuracy |", "|---" * 8 + "|"]
+    lines = ["| workload | contestant | seed | s/step | rlreason's speed-up (same precision) | start-up s | "
+             "gen tok/s | peak GiB | held-out accuracy |", "|---" * 9 + "|"]
     for r in results:
         mine = "rlreason-bf16" if r.contestant.endswith("-bf16") else "rlreason"  # same precision
-        ours = next((x for x in results if x.workload == r.workload and x.contestant == mine), None)
+        ours = next((x for x in results if (x.workload, x.contestant, x.seed) == (r.workload, mine, r.seed)), None)
         ratio = ours and r.median_step_s / ours.median_step_s
-        lines.append(f"| {r.workload} | {r.contestant} | {r.median_step_s:.2f} | {_fmt(ratio, '{:.2f}x')} | "
+        lines.append(f"| {r.workload} | {r.contestant} | {r.seed} | {r.median_step_s:.2f} | {_fmt(ratio, '{:.2f}x')} | "
                      f"{_fmt(r.startup_s, '{:.1f}')} | {_fmt(r.gen_tokens_per_s, '{:.0f}')} | {r.peak_gib:.1f} | "
                      f"{_fmt(r.accuracy, '{:.3f}')} |")
     lines += ["", "| workload | contestant | per-phase medians, s |", "|---|---|---|"]
@@ -51,12 +53,30 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _sd(xs: list[float]) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def over_seeds(results: list[Result]) -> str:
+    """Per workload and contestant: s/step and held-out accuracy, mean +- sd over the seeds."""
+    lines = ["", "| workload | contestant | seeds | s/step | held-out accuracy |", "|---|---|---|---|---|"]
+    keys = dict.fromkeys((r.workload, r.contestant) for r in results)
+    for workload, contestant in keys:
+        runs = [r for r in results if (r.workload, r.contestant) == (workload, contestant)]
+        steps, accs = [r.median_step_s for r in runs], [r.accuracy for r in runs if r.accuracy is not None]
+        acc = f"{statistics.fmean(accs):.3f} +- {_sd(accs):.3f}" if accs else "-"
+        lines.append(f"| {workload} | {contestant} | {len(runs)} | {statistics.fmean(steps):.2f} +- "
+                     f"{_sd(steps):.2f} | {acc} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workloads", default="tiny,107m")
     parser.add_argument("--contestants", default=",".join(DEFAULT))
     parser.add_argument("--out", default="race.json")
+    parser.add_argument("--seeds", type=int, default=1, help="rounds with seeds 0..N-1 (accuracy: mean and sd)")
     args = parser.parse_args()
     results, failures = [], []
     with tempfile.TemporaryDirectory(prefix="rlreason-race-") as tmp:
@@ -64,8 +84,8 @@ def main() -> None:
             w = WORKLOADS[name]
             w.model_dir()  # built before any clock starts
             steps = w.quick_steps if args.quick else w.steps
-            for contestant in args.contestants.split(","):
-                print(f"{name}: {contestant}, {steps} steps...", file=sys.stderr, flush=True)
+            for SEED[0], contestant in itertools.product(range(args.seeds), args.contestants.split(",")):
+                print(f"{name}: {contestant}, {steps} steps, seed {SEED[0]}...", file=sys.stderr, flush=True)
                 try:
                     results.append(CONTESTANTS[contestant](w, steps, Path(tmp)))
                 except RuntimeError as e:  # one contestant failing does not lose the others' numbers
@@ -74,6 +94,8 @@ def main() -> None:
     Path(args.out).write_text(json.dumps({"results": [asdict(r) for r in results], "failures": failures},
                                          indent=2))
     print(table(results))
+    if args.seeds > 1:
+        print(over_seeds(results))
     for failure in failures:
         print(f"\nfailed: {failure}")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmarks.race.workloads import Workload
 
 WARMUP = 2
+SEED = [0]  # the trainers' seed of the current round (set by ``python -m benchmarks.race --seeds``)
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: ``benchmarks`` importable in the contestants' processes
 
 
@@ -32,6 +33,7 @@ class Result:
     peak_gib: float = 0.0
     accuracy: float | None = None
     phases: dict[str, float] = field(default_factory=dict)  # medians per step after warm-up
+    seed: int = 0
     extra: dict[str, float] = field(default_factory=dict)  # weight push size and share of the step
 
     @property
@@ -69,11 +71,11 @@ def rlreason(w: Workload, steps: int, workdir: Path, bf16: bool = False, overrid
              label: str | None = None) -> Result:
     """``bf16``: the learner autocasts to bfloat16 (model.dtype), the engines stay float32 (rollout.dtype)."""
     label = label or ("rlreason-bf16" if bf16 else "rlreason")
-    name = f"race-{w.name}-{label}"
+    name = f"race-{w.name}-{label}-seed{SEED[0]}"
     cmd = [sys.executable, "-m", "rlreason.cli", "train", "default", f"model.path={w.model_dir()}", f"name={name}",
            f"rollout.prompts_per_step={w.prompts}", f"rollout.group_size={w.group}",
            f"rollout.max_tokens={w.max_tokens}", f"rollout.ignore_eos={str(w.ignore_eos).lower()}",
-           f"train.steps={steps}", f"train.lr={w.lr}", "eval.before=false", "eval.after=true",
+           f"seed={SEED[0]}", f"train.steps={steps}", f"train.lr={w.lr}", "eval.before=false", "eval.after=true",
            "tasks.eval=[arithmetic]", f"tasks.eval_size={w.eval_size}", "output.save_model=false",
            "output.tensorboard=false", "train.checkpoint_every=0", f"output.run={workdir / name}",
            *(["model.dtype=bfloat16", "rollout.dtype=float32"] if bf16 else []), *overrides]
@@ -91,7 +93,7 @@ def rlreason(w: Workload, steps: int, workdir: Path, bf16: bool = False, overrid
     phases["scoring + other"] = statistics.median(x["step_time_s"] for x in tail) - sum(phases.values())
     extra = {} if overlapped else {"push MiB": tail[-1]["weight_sync_bytes"] / 2**20, "push share of step":
                                    phases["push"] / statistics.median(x["step_time_s"] for x in tail)}
-    return Result(label, w.name, [x["step_time_s"] for x in train], extra=extra,
+    return Result(label, w.name, [x["step_time_s"] for x in train], extra=extra, seed=SEED[0],
                   startup_s=train[0]["time"] - train[0]["step_time_s"] - t0,
                   gen_tokens_per_s=sum(x["rollout_tokens"] for x in tail) / sum(x["rollout_time_s"] for x in tail),
                   peak_gib=peak, accuracy=summary["after"].get("arithmetic/accuracy"), phases=phases)
@@ -99,16 +101,17 @@ def rlreason(w: Workload, steps: int, workdir: Path, bf16: bool = False, overrid
 
 def trl(w: Workload, steps: int, workdir: Path, vllm: bool = False, bf16: bool = False) -> Result:
     label = ("trl-vllm" if vllm else "trl-hf") + ("-bf16" if bf16 else "")
-    out, save = workdir / f"{label}-{w.name}.json", workdir / f"{label}-{w.name}-model"
+    out, save = workdir / f"{label}-{w.name}-{SEED[0]}.json", workdir / f"{label}-{w.name}-{SEED[0]}-model"
     cmd = [sys.executable, "-m", "benchmarks.race.trl_grpo", "--workload", w.name, "--steps", str(steps),
-           "--t0", str(time.time()), "--out", str(out), "--save", str(save), *(["--vllm"] if vllm else []),
+           "--t0", str(time.time()), "--out", str(out), "--save", str(save), "--seed", str(SEED[0]),
+           *(["--vllm"] if vllm else []),
            *(["--bf16"] if bf16 else [])]
     _, peak = run_tree(cmd, workdir)
     raw = json.loads(out.read_text())
     gen = _tail(raw["gen_s"])
     phases = {"generation": statistics.median(gen)}
     phases["update + other"] = statistics.median(_tail(raw["step_s"])) - phases["generation"]
-    return Result(label, w.name, raw["step_s"], startup_s=raw["startup_s"],
+    return Result(label, w.name, raw["step_s"], startup_s=raw["startup_s"], seed=SEED[0],
                   gen_tokens_per_s=sum(_tail(raw["gen_tokens"])) / sum(gen), peak_gib=peak,
                   accuracy=evaluate(save, w, workdir), phases=phases)
 

