@@ -14,12 +14,15 @@ class Cluster:
     workers: list  # Ray actor handles of RolloutEngine
     learner: object | None  # Ray actor handle of Learner (None: an evaluation, nothing trains)
     started_ray: bool
+    is_ready: bool = False  # every actor has started (``ready``)
 
     def shutdown(self) -> None:
         import ray
 
-        try:  # let the engines clean up (adapter files on tmpfs) before they are killed
-            ray.get([w.close.remote() for w in self.workers], timeout=30)
+        try:  # let started engines clean up (adapter files on tmpfs) before they are killed (a close would queue
+            # behind an engine still starting: a Ctrl-C during start-up would wait for it)
+            if self.is_ready:
+                ray.get([w.close.remote() for w in self.workers], timeout=30)
         except Exception:  # noqa: BLE001 - a dead or stuck engine must not stop the shutdown
             pass
         for actor in [*self.workers, *([self.learner] if self.learner is not None else [])]:
@@ -33,6 +36,7 @@ class Cluster:
 
         ray.get([w.get_version.remote() for w in self.workers]
                 + ([self.learner.get_version.remote()] if self.learner is not None else []))
+        self.is_ready = True
         return self
 
 

@@ -72,23 +72,17 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
     run_dir = write_recipe(cfg)
     purge = None if resumed_at is None else resumed_at + 1
     cluster = launch_cluster(cfg)  # the actors start while this process starts the rest
-    down = False
-    try:
-        with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, purge_step=purge) as log, \
-                Scorer() as scorer:
-            log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
-                                           cfg.model_dump(mode="json")))
-            ctx = Context(cfg, cluster.workers, cluster.learner, scorer, tokenizer=load_tokenizer(cfg))
-            cluster.ready()
-            with interrupts(cluster) as stops:  # Ctrl-C / SIGTERM: checkpoint, shut down; a second: stop at once
-                try:
-                    yield Session(run_dir, ctx, log, memory)
-                finally:
-                    stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
-                    down = True
-                    cluster.shutdown()
-    finally:
-        if not down:  # the start-up failed or was interrupted
+    with interrupts(cluster) as stops:  # Ctrl-C / SIGTERM: checkpoint, shut down; a second one: stop at once
+        try:
+            with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, purge_step=purge) as log, \
+                    Scorer() as scorer:
+                log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
+                                               cfg.model_dump(mode="json")))
+                ctx = Context(cfg, cluster.workers, cluster.learner, scorer, tokenizer=load_tokenizer(cfg))
+                cluster.ready()
+                yield Session(run_dir, ctx, log, memory)
+        finally:
+            stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
             cluster.shutdown()
 
 

@@ -44,6 +44,8 @@ def load_learner(learner, directory: Path) -> None:
         learner.new_phase()
     learner.policy.load_state(state["policy"])
     learner.optimizer.load_state_dict(state["optimizer"])
+    for group in learner.optimizer.param_groups:  # a checkpoint from before fused AdamW would turn it off
+        group["fused"] = True
     learner.scheduler.load_state_dict(state["scheduler"])
     _apply_lr(learner, learner.cfg.train.lr)
     if learner.critic is not None:
