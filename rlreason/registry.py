@@ -35,6 +35,7 @@ class Registry(Generic[T]):
         """``schemes``: prefixes that adapt an imported object, e.g. ``trl:module:function`` -> ``schemes["trl"]``
         applied to ``module:function``."""
         self.kind, self.schemes = kind, schemes or {}
+        self._groups = _GROUPS_OF_KIND.get(kind, _ENTRY_POINT_GROUPS)  # the plugin groups its names come from
         self._items: dict[str, T] = {}
         self._imported: dict[str, T] = {}  # module:attr references resolved so far (not listed in names())
 
@@ -53,11 +54,11 @@ class Registry(Generic[T]):
         return add if item is None else add(item)
 
     def names(self) -> list[str]:
-        load_plugins(_GROUPS_OF_KIND.get(self.kind, _ENTRY_POINT_GROUPS))
+        load_plugins(self._groups)
         return sorted(self._items)
 
     def get(self, name: str) -> T:
-        load_plugins(_GROUPS_OF_KIND.get(self.kind, _ENTRY_POINT_GROUPS))
+        load_plugins(self._groups)
         if name in self._items:
             return self._items[name]
         if name in self._imported:

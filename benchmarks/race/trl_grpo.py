@@ -57,7 +57,7 @@ def main() -> None:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from benchmarks.race.workloads import WORKLOADS
     from rlreason.integrations.trl import reward_function
@@ -71,15 +71,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     problems = list(itertools.islice(get_task("arithmetic").train_problems(args.seed, None), w.prompts * args.steps))
     dataset = Dataset.from_list([{"prompt": p.prompt, "reference": p.reference} for p in problems])
-    fixed = ({"ignore_eos": True} if args.vllm else {"min_new_tokens": w.max_tokens}) if w.ignore_eos else None
-    config = GRPOConfig(
-        output_dir=f"{args.save}-trainer", per_device_train_batch_size=w.prompts * w.group, num_generations=w.group,
-        max_completion_length=w.max_tokens, learning_rate=w.lr, lr_scheduler_type="constant", warmup_steps=0,
-        adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, max_grad_norm=1.0, max_steps=args.steps, beta=0.0,
-        temperature=1.0, top_p=1.0, shuffle_dataset=False, seed=args.seed, loss_type="grpo", logging_steps=1,
-        report_to=[],
-        save_strategy="no", use_cpu=True, bf16=args.bf16, dataloader_num_workers=0, generation_kwargs=fixed,
-        use_vllm=args.vllm, vllm_mode="colocate", vllm_max_model_length=256 if args.vllm else None)
+    config = grpo_config(args, w)
     reward = reward_function(problems[0].verifier, workers=1)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=dataset,
                           processing_class=tokenizer)
@@ -102,6 +94,21 @@ def main() -> None:
               "gen_s": [g for g, _ in clock.generation], "gen_tokens": [n for _, n in clock.generation]}
     with open(args.out, "w") as f:
         json.dump(result, f)
+
+
+def grpo_config(args, w):
+    """TRL's GRPOConfig for the workload: the race's shared settings (see the module's docstring)."""
+    from trl import GRPOConfig
+
+    fixed = ({"ignore_eos": True} if args.vllm else {"min_new_tokens": w.max_tokens}) if w.ignore_eos else None
+    return GRPOConfig(
+        output_dir=f"{args.save}-trainer", per_device_train_batch_size=w.prompts * w.group, num_generations=w.group,
+        max_completion_length=w.max_tokens, learning_rate=w.lr, lr_scheduler_type="constant", warmup_steps=0,
+        adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, max_grad_norm=1.0, max_steps=args.steps, beta=0.0,
+        temperature=1.0, top_p=1.0, shuffle_dataset=False, seed=args.seed, loss_type="grpo", logging_steps=1,
+        report_to=[], save_strategy="no", use_cpu=True, bf16=args.bf16, dataloader_num_workers=0,
+        generation_kwargs=fixed, use_vllm=args.vllm, vllm_mode="colocate",
+        vllm_max_model_length=256 if args.vllm else None)
 
 
 class StepClock:
