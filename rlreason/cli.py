@@ -71,7 +71,12 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
     if cfg.tasks.stream:  # online mode: its own driver over the same stages
         from rlreason.online import run_online
 
-        result = run_online(cfg, console)
+        from rlreason.config import RecipeError
+
+        try:
+            result = run_online(cfg, console)
+        except RecipeError as e:  # a cluster that cannot hold the run
+            _fail(str(e))
         console.print(f"{result['steps']} steps, {result['consumed']} stream problems trained"
                       + (", stream closed" if result["closed"] else "") + f", wall {result['wall_s']:.0f}s")
         return
@@ -80,7 +85,9 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
 
     try:
         run_training(cfg, console, resume=resume and cfg.run_dir.exists())
-    except RecipeError as e:
+    except RecipeError as e:  # (a cluster that cannot hold the run: the directory reserved for it stays empty)
+        if cfg.run_dir.is_dir() and not any(cfg.run_dir.iterdir()):
+            cfg.run_dir.rmdir()
         _fail(str(e))
     except NonFiniteError as e:  # raised in the learner actor; its own message says what to try
         _fail(str(getattr(e, "cause", None) or e).strip().splitlines()[-1], 1)
@@ -102,7 +109,13 @@ def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dot
     console = Console()
     console.print(f"[bold]rlreason[/] continual run [cyan]{cfg.name}[/]: "
                   + " -> ".join(f"{p.task} ({p.steps})" for p in cfg.continual.phases) + f"; output in {cfg.run_dir}/")
-    print_report(console, run_continual(cfg, console), cfg.run_dir)
+    from rlreason.config import RecipeError
+
+    try:
+        report = run_continual(cfg, console)
+    except RecipeError as e:  # a cluster that cannot hold the run
+        _fail(str(e))
+    print_report(console, report, cfg.run_dir)
 
 
 @app.command("eval")

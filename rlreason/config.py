@@ -178,6 +178,12 @@ class RolloutConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="the engines' dtype ('auto': model.dtype). On CPU vLLM runs float32 ~2.5x faster than "
         "bfloat16 while the learner's bfloat16 autocast is ~1.6x faster: model.dtype=bfloat16 with float32 here")
+    gpus_per_worker: float = Field(0.0, ge=0.0, description="GPUs each rollout worker holds (0: CPU; a fraction "
+                                   "shares one with a learner in ray.layout=colocated)")
+    tensor_parallel: int = Field(1, ge=1, description="GPUs each engine shards the model over (needs "
+                                 "gpus_per_worker equal to it, all on one node)")
+    resources: dict[str, float] = Field({}, description="custom Ray resources each rollout worker needs, e.g. "
+                                        "{rollout_node: 1} to place it on nodes started with that resource")
 
 
 class TrainConfig(Section):
@@ -198,6 +204,10 @@ class TrainConfig(Section):
                                  "every N steps when no KL term needs it anyway; costs a forward pass (0: never)")
     max_nonfinite_in_a_row: int = Field(5, ge=1, description="stop after this many updates in a row skipped for a "
                                         "non-finite loss or gradient")
+    learners: int = Field(1, ge=1, description="data-parallel learner processes (gloo on CPU, NCCL on GPU); N "
+                          "make the update one makes, each on 1/N of the rows")
+    gpus_per_learner: float = Field(0.0, ge=0.0, description="GPUs each learner holds (0: CPU)")
+    resources: dict[str, float] = Field({}, description="custom Ray resources each learner needs")
     checkpoint_every: int = Field(50, ge=0, description="checkpoint every N steps and on exit (0: never)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (the newest)")
 
@@ -212,7 +222,10 @@ class EvalConfig(Section):
 
 class RayConfig(Section):
     address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
-    num_cpus: int | None = Field(None, ge=1)
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local instance (no address)")
+    layout: Literal["split", "colocated"] = Field("split", description="split: engines and learners on their own "
+                                                 "devices; colocated: rollout worker i shares learner i's bundle "
+                                                 "(and GPU, by fractions)")
 
 
 class OutputConfig(Section):

@@ -58,8 +58,9 @@ def run_continual(cfg: RunConfig, console=None) -> dict:
         base = _accuracies(evaluate_and_log(run.ctx, run.log, 0, console, "base model", tuple(tasks)), tasks)
         matrix, steps = _train_phases(cfg, run, console, tasks)
         final = run.save_final() if cfg.output.save_model or cfg.continual.merge else None
+        peak = run.peak_memory_gib()
     report = summarize(tasks, [p.task for p in phases], base, matrix)
-    report.update(wall_s=time.perf_counter() - start, peak_memory_gib=run.memory.peak_gib, steps=steps,
+    report.update(wall_s=time.perf_counter() - start, peak_memory_gib=peak, steps=steps,
                   switches=cfg.continual.model_dump(exclude={"phases"}))
     (run.run_dir / "continual.json").write_text(json.dumps(report, indent=2))
     heatmap(report, run.run_dir / "continual.png", title=cfg.name)

@@ -60,11 +60,11 @@ def kill_now(cluster) -> None:
     On a cluster the run only joined, its actors are killed through Ray and the scorer's processes directly (the
     host's other children are not the run's)."""
     victims = psutil.Process().children(recursive=True)
-    if not cluster.started_ray:
+    if not cluster.local:
         with contextlib.suppress(Exception):
             import ray
 
-            for actor in [*cluster.workers, *([cluster.learner] if cluster.learner is not None else [])]:
+            for actor in cluster.actors:
                 ray.kill(actor)
         victims = [p for p in victims if _is_scorer(p)]
     for child in victims:

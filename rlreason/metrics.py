@@ -60,6 +60,15 @@ class MetricsLogger:
         self.close()
 
 
+def own_peak_rss_bytes() -> int:
+    """This process's peak resident memory plus the largest of its finished children's (an actor's own report: on a
+    cluster the driver only joined, the actors are not its descendants and may live on other nodes)."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return kib * 1024
+
+
 def tree_rss_bytes(pid: int | None = None) -> int:
     """Resident memory of a process and all its descendants (Ray's raylet and actors included)."""
     try:

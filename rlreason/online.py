@@ -63,5 +63,6 @@ def run_online(cfg: RunConfig, console=None) -> dict:
         after = evaluate_and_log(run.ctx, run.log, step, console, "end", tuple(sorted(seen))) if seen else {}
         if cfg.output.save_model:
             run.save_final()
+        peak = run.peak_memory_gib()
     return {"steps": step, "consumed": reader.position.consumed, "closed": reader.closed, "after": after,
-            "wall_s": time.perf_counter() - start, "peak_memory_gib": run.memory.peak_gib}
+            "wall_s": time.perf_counter() - start, "peak_memory_gib": peak}

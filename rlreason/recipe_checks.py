@@ -31,6 +31,9 @@ def check_across_sections(cfg: RunConfig) -> None:
     if cfg.tasks.stream is not None and not Path(cfg.tasks.stream).parent.is_dir():
         raise RecipeError(f"tasks.stream: no directory {str(Path(cfg.tasks.stream).parent)!r} to read a stream from")
     _check_continual(cfg)
+    from rlreason.placement import check_recipe
+
+    check_recipe(cfg)
     if cfg.rollout.mode == "async" and (cfg.tasks.stream is not None or cfg.continual.phases):
         raise RecipeError("rollout.mode: 'async' is for rlreason train on tasks (the online and continual drivers "
                           "are synchronous; allowed here: sync)")

@@ -53,6 +53,17 @@ class Session:
     ctx: Context
     log: MetricsLogger
     memory: MemoryMonitor
+    cluster: object = None  # rlreason.cluster.Cluster
+
+    def peak_memory_gib(self) -> float:
+        """Peak memory of the run's processes: the driver's tree (a local instance's actors are in it); on a cluster
+        it joined, plus each actor's own peak (a sum of peaks: an upper bound)."""
+        import ray
+
+        if self.cluster is None or self.cluster.local:
+            return self.memory.peak_gib
+        actors = self.cluster.actors
+        return self.memory.peak_gib + sum(ray.get([a.peak_rss_bytes.remote() for a in actors], timeout=60)) / 2**30
 
     def save_final(self) -> str:
         import ray
@@ -69,18 +80,21 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
     from rlreason.interrupts import interrupts
     from rlreason.trackers import open_trackers
 
-    run_dir = write_recipe(cfg)
     purge = None if resumed_at is None else resumed_at + 1
-    cluster = launch_cluster(cfg)  # the actors start while this process starts the rest
+    # the actors start while this process starts the rest; a cluster that cannot hold the run stops it here,
+    # before its run directory exists
+    cluster = launch_cluster(cfg)
     with interrupts(cluster) as stops:  # Ctrl-C / SIGTERM: checkpoint, shut down; a second one: stop at once
         try:
+            run_dir = write_recipe(cfg)
             with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, purge_step=purge) as log, \
                     Scorer() as scorer:
                 log.add_trackers(open_trackers(cfg.output.trackers, run_dir, cfg.name, cfg.output.project,
                                                cfg.model_dump(mode="json")))
                 ctx = Context(cfg, cluster.workers, cluster.learner, scorer, tokenizer=load_tokenizer(cfg))
                 cluster.ready()
-                yield Session(run_dir, ctx, log, memory)
+                (run_dir / "placement.json").write_text(json.dumps(cluster.where(), indent=2))
+                yield Session(run_dir, ctx, log, memory, cluster)
         finally:
             stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
             cluster.shutdown()
@@ -119,7 +133,7 @@ def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
         summary.after = evaluate_and_log(run.ctx, run.log, cfg.train.steps, console, "after") if cfg.eval.after else {}
         if cfg.output.save_model:
             summary.model_dir = run.save_final()
-    summary.peak_memory_gib = run.memory.peak_gib
+        summary.peak_memory_gib = run.peak_memory_gib()
     summary.wall_s = time.perf_counter() - start
     (run.run_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
     print_eval_table(console, summary)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import torch
 
+from rlreason.actor_info import ActorInfo
 from rlreason.algorithms import LossInputs, get_algorithm
 from rlreason.algorithms.common import effective_sample_size, kl_penalty, masked_mean
 from rlreason.batching import advantage_inputs, step_counts
 from rlreason.config import RunConfig
 from rlreason.learner.critic import Critic
+from rlreason.learner.data_parallel import DataParallel
 from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
 from rlreason.learner.policy import build_policy
 from rlreason.registry import load_plugins
@@ -54,16 +56,20 @@ class Prepared:
     metrics: dict | None = None
 
 
-class Learner:
-    def __init__(self, cfg: RunConfig, threads: int | None = None) -> None:
+class Learner(ActorInfo):
+    def __init__(self, cfg: RunConfig, threads: int | None = None, rank: int = 0, world: int = 1) -> None:
+        """``rank``/``world``: this learner's place in a data-parallel group of ``world`` (``join`` connects it)."""
         load_plugins()
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(cfg.seed)
         self.cfg = cfg
+        self.dp = DataParallel(rank, world)
         self.algo = cfg.algorithm
         self.spec = get_algorithm(self.algo.name)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device("cuda" if cfg.train.gpus_per_learner > 0 else "cpu")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("train.gpus_per_learner > 0 but this learner sees no CUDA device")
         self.policy = build_policy(cfg, self.device)  # full weights or a LoRA adapter: the learner can't tell
         self.model = self.policy.model
         self.critic = None
@@ -84,6 +90,19 @@ class Learner:
         self.nonfinite_steps, self._nonfinite_in_a_row = 0, 0
         self._export_bytes = 0
 
+    def join(self, address: str, port: int) -> None:
+        """Connect to the other learners of the group (every rank at once) and start from rank 0's values."""
+        self.dp.join(address, port, self.device)
+        self.dp.broadcast([*self.params, *self.model.buffers()])
+
+    def rendezvous(self) -> tuple[str, int]:
+        """Where the group meets (rank 0 is asked): this node's address and a port free on it."""
+        import ray
+
+        from rlreason.learner.group import free_port
+
+        return ray.util.get_node_ip_address(), free_port()
+
     # -- training -------------------------------------------------------------------------------------------
     def train_step(self, batch: TrainBatch) -> TrainStats:
         start = time.perf_counter()
@@ -93,8 +112,9 @@ class Learner:
         prep = self.prepare(batch, need_old=steps_per_batch > 1)
         self.model.train()
         metrics: dict[str, list[float]] = {}
+        shuffle = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.version)  # same on every rank
         for _ in range(t.epochs):
-            order = torch.randperm(batch.size) if steps_per_batch > 1 else torch.arange(batch.size)
+            order = torch.randperm(batch.size, generator=shuffle) if steps_per_batch > 1 else torch.arange(batch.size)
             for rows in order.chunk(t.minibatches):
                 for key, value in self._optimizer_step(batch, rows.to(self.device), prep).items():
                     metrics.setdefault(key, []).append(value)
@@ -135,7 +155,7 @@ class Learner:
         counts = step_counts(batch, rows)
         sums: dict[str, float] = {}
         ratios = []  # per micro-batch: [B, T] log-ratios learner / engine, for one ESS over the optimizer step
-        for micro in by_length(batch, rows).split(t.micro_batch_size):
+        for micro in self.dp.share(by_length(batch, rows)).split(t.micro_batch_size):  # this rank's rows
             inputs = self._loss_inputs(batch, micro, prep, counts)
             loss, algo_metrics = self.spec.loss(inputs, self.algo)
             loss.backward()
@@ -151,7 +171,9 @@ class Learner:
                                                                    "k3"), m)
             for k, v in step_metrics.items():
                 sums[k] = sums.get(k, 0.0) + (v if k == "loss" else v * share)
-        sums.update(self.policy.gradient_metrics(), **effective_sample_size(*ratios))
+        self.dp.sum_gradients(self.params)
+        sums = self.dp.sum_metrics(sums)
+        sums.update(self.policy.gradient_metrics(), **effective_sample_size(*self.dp.gather(ratios)))
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
         sums["grad_norm"] = float(grad_norm)
         if not (math.isfinite(sums["loss"]) and math.isfinite(sums["grad_norm"])):
@@ -207,16 +229,16 @@ class Learner:
 
     def _chunked(self, batch: TrainBatch, model=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logprobs (and critic values) over the batch in micro-batches: the policy's, or ``model``'s."""
-        logps, values = torch.zeros_like(batch.loss_mask), None
-        for rows in by_length(batch, torch.arange(batch.size, device=self.device)).split(
-                self.cfg.train.micro_batch_size):
+        logps = torch.zeros_like(batch.loss_mask)
+        values = torch.zeros_like(logps) if self.critic is not None and model is None else None
+        mine = self.dp.share(by_length(batch, torch.arange(batch.size, device=self.device)))
+        for rows in mine.split(self.cfg.train.micro_batch_size):
             width = _width(batch, rows)
             out, v = self._forward(batch.input_ids[rows, :width], batch.attention_mask[rows, :width], False, model)
             logps[rows, :width] = out.logprobs
             if v is not None:
-                values = torch.zeros_like(logps) if values is None else values
                 values[rows, :width] = v
-        return logps, values
+        return self.dp.sum(logps), None if values is None else self.dp.sum(values)
 
     def _to_device(self, batch: TrainBatch) -> TrainBatch:
         if self.device.type == "cpu":

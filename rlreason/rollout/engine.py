@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from rlreason.actor_info import ActorInfo
 from rlreason.rollout.recovery import EngineRestarted
 from rlreason.types import Completion, Problem, WeightUpdate
 
@@ -73,12 +74,12 @@ def _restarted_actor() -> bool:
         return False
 
 
-class RolloutEngine:
+class RolloutEngine(ActorInfo):
     """Owns one ``vllm.LLM``. ``version`` is the policy version of the weights it currently serves."""
 
     def __init__(self, model_path: str, *, seed: int = 0, max_model_len: int = 256, dtype: str = "float32",
                  rank: int = 0, world: int = 1, kv_cache_gib: int = 1, lora_rank: int | None = None,
-                 adapter: str | None = None) -> None:
+                 adapter: str | None = None, tensor_parallel: int = 1) -> None:
         """``lora_rank``: serve a LoRA policy of this rank (pushes then carry adapters); ``adapter``: the saved
         adapter to serve before the first push (else the base model, which a fresh adapter equals)."""
         for key, value in cpu_engine_env(rank, world, kv_cache_gib).items():
@@ -99,9 +100,11 @@ class RolloutEngine:
             lora = {"enable_lora": True, "max_lora_rank": servable_lora_rank(lora_rank), "max_loras": 2}
         llm_class = vllm.LLM  # (its imports)
         gc.freeze()  # what is imported stays: vLLM's start-up collections then skip it (2.4 -> 1.2 s, tiny model)
+        # tensor parallel (GPU): vLLM's own worker processes, one per GPU this actor holds
+        parallel = {"tensor_parallel_size": tensor_parallel, "distributed_executor_backend": "mp"} \
+            if tensor_parallel > 1 else {"distributed_executor_backend": "uni"}
         self.llm = llm_class(model=model_path, dtype=dtype, seed=seed + 1000 * rank, max_model_len=max_model_len,
-                             enforce_eager=True, distributed_executor_backend="uni", enable_prefix_caching=True,
-                             **lora)
+                             enforce_eager=True, enable_prefix_caching=True, **parallel, **lora)
         self.tokenizer = self.llm.get_tokenizer()
         self.adapters = None
         if lora_rank is not None:

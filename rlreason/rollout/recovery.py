@@ -125,7 +125,7 @@ def _wait_restarted(worker) -> None:
 def if_learner_lost(ctx, error: Exception) -> None:
     """Raise ``LearnerLost`` when ``error`` is the learner's death (also when it reaches a worker's call through
     a weight push the learner did not live to export)."""
-    if ctx.learner is not None and getattr(error, "actor_id", None) == ctx.learner._actor_id.hex():
+    if ctx.learner is not None and ctx.learner.owns(getattr(error, "actor_id", None)):
         raise learner_lost(error) from error
 
 

@@ -1,0 +1,143 @@
+"""Where each actor runs: Ray resources per role from the recipe, kept together by placement groups, checked against
+the cluster before any actor starts.
+
+Roles: rollout workers (``rollout.gpus_per_worker``, ``rollout.tensor_parallel``, ``rollout.resources``) and
+learners (``train.learners``, ``train.gpus_per_learner``, ``train.resources``); one CPU each. Layouts
+(``ray.layout``): ``split`` puts the workers in one placement group and the learners in another (each packed onto
+as few nodes as fit); ``colocated`` gives rollout worker i and learner i one bundle, so they share a node and, by
+fractions, a GPU. On a CPU machine the same code runs with CPUs only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rlreason.config import RecipeError, RunConfig
+
+
+class PlacementError(RecipeError):
+    """The recipe asks for what the cluster cannot give (one line: the field, what it needs, what there is)."""
+
+
+def check_recipe(cfg: RunConfig) -> None:
+    """Rules between the placement fields themselves (no cluster needed)."""
+    r, t = cfg.rollout, cfg.train
+    if r.tensor_parallel > 1 and r.gpus_per_worker != r.tensor_parallel:
+        raise RecipeError(f"rollout.tensor_parallel: {r.tensor_parallel} shards need rollout.gpus_per_worker "
+                          f"{r.tensor_parallel} (one GPU each), not {r.gpus_per_worker:g}")
+    if r.gpus_per_worker > 1 and r.gpus_per_worker != int(r.gpus_per_worker):
+        raise RecipeError(f"rollout.gpus_per_worker: {r.gpus_per_worker:g}; above 1, whole GPUs only")
+    if t.gpus_per_learner > 1:
+        raise RecipeError(f"train.gpus_per_learner: {t.gpus_per_learner:g}; a learner uses one GPU (more learners: "
+                          "train.learners)")
+    if cfg.ray.layout == "colocated":
+        if r.workers != t.learners:
+            raise RecipeError(f"ray.layout: 'colocated' pairs rollout worker i with learner i; rollout.workers "
+                              f"({r.workers}) must equal train.learners ({t.learners})")
+        if r.gpus_per_worker + t.gpus_per_learner > 1:
+            raise RecipeError(f"ray.layout: 'colocated' shares one GPU per pair; rollout.gpus_per_worker + "
+                              f"train.gpus_per_learner is {r.gpus_per_worker + t.gpus_per_learner:g} (at most 1, "
+                              "e.g. 0.5 each)")
+
+
+def _merge(*parts: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.items():
+            if v:
+                out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def worker_bundle(cfg: RunConfig) -> dict[str, float]:
+    return _merge({"CPU": 1.0, "GPU": cfg.rollout.gpus_per_worker}, cfg.rollout.resources)
+
+
+def learner_bundle(cfg: RunConfig) -> dict[str, float]:
+    return _merge({"CPU": 1.0, "GPU": cfg.train.gpus_per_learner}, cfg.train.resources)
+
+
+def demand(cfg: RunConfig) -> dict[str, float]:
+    """What the run reserves in all, per resource."""
+    n, m = cfg.rollout.workers, cfg.train.learners
+    return _merge({k: v * n for k, v in worker_bundle(cfg).items()}, {k: v * m for k, v in learner_bundle(cfg).items()})
+
+
+_WHO = {"GPU": "rollout.gpus_per_worker / train.gpus_per_learner", "CPU": "rollout.workers + train.learners"}
+
+
+def check_cluster(cfg: RunConfig, total: dict[str, float], nodes: list[dict[str, float]]) -> None:
+    """PlacementError unless the cluster (``total``: ``ray.cluster_resources()``, ``nodes``: each alive node's
+    resources) can hold the run's bundles."""
+    for name, need in sorted(demand(cfg).items()):
+        have = total.get(name, 0.0)
+        if need > have + 1e-9:
+            who = _WHO.get(name, "rollout.resources / train.resources")
+            raise PlacementError(f"{who}: the run needs {need:g} {name} ({describe(cfg)}); the cluster has {have:g}")
+    tp = cfg.rollout.tensor_parallel
+    largest = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
+    if tp > 1 and largest < tp:
+        raise PlacementError(f"rollout.tensor_parallel: {tp} GPUs on one node; the largest node has {largest:g}")
+    for role, bundle in (("rollout", worker_bundle(cfg)), ("train", learner_bundle(cfg))):
+        if not any(all(node.get(k, 0.0) >= v for k, v in bundle.items()) for node in nodes):
+            raise PlacementError(f"{role}: no node can hold one {role} actor ({_show(bundle)})")
+
+
+def describe(cfg: RunConfig) -> str:
+    return (f"{cfg.rollout.workers} rollout worker(s) x {_show(worker_bundle(cfg))} + {cfg.train.learners} "
+            f"learner(s) x {_show(learner_bundle(cfg))}")
+
+
+def _show(bundle: dict[str, float]) -> str:
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in bundle.items()) + "}"
+
+
+@dataclass
+class Placement:
+    """Ray ``.options`` for each worker and each learner, and the placement groups to remove at the end."""
+
+    workers: list[dict] = field(default_factory=list)
+    learners: list[dict] = field(default_factory=list)
+    groups: list = field(default_factory=list)
+
+    def remove(self) -> None:
+        from ray.util import remove_placement_group
+
+        for group in self.groups:
+            try:
+                remove_placement_group(group)
+            except Exception:  # noqa: BLE001 - Ray already gone: its groups went with it
+                pass
+
+
+def place(cfg: RunConfig, learners: bool = True) -> Placement:
+    """Check the cluster, then create the placement groups (without waiting: actors wait for their bundle)."""
+    import ray
+    from ray.util import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    run = cfg if learners else cfg.model_copy(update={"train": cfg.train.model_copy(update={"learners": 0})})
+    check_cluster(run, ray.cluster_resources(), nodes)
+
+    def options(group, index: int, bundle: dict[str, float]) -> dict:
+        custom = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")}
+        return {"num_cpus": bundle["CPU"], "num_gpus": bundle.get("GPU", 0.0), "resources": custom,
+                "scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index)}
+
+    n, m, out = cfg.rollout.workers, (cfg.train.learners if learners else 0), Placement()
+    w, lb = worker_bundle(cfg), learner_bundle(cfg)
+    if cfg.ray.layout == "colocated" and m:
+        group = placement_group([_merge(w, lb)] * n, strategy="PACK")
+        out.groups.append(group)
+        out.workers = [options(group, i, w) for i in range(n)]
+        out.learners = [options(group, i, lb) for i in range(m)]
+        return out
+    workers = placement_group([w] * n, strategy="PACK")
+    out.groups.append(workers)
+    out.workers = [options(workers, i, w) for i in range(n)]
+    if m:
+        group = placement_group([lb] * m, strategy="PACK")
+        out.groups.append(group)
+        out.learners = [options(group, i, lb) for i in range(m)]
+    return out

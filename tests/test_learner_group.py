@@ -1,0 +1,66 @@
+"""A data-parallel learner group (``train.learners: 2``, two Ray actors joined by gloo) must make the update one
+learner makes on the same batches: the same losses and metrics, the same weights on both ranks."""
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from rlreason.batching import build_train_batch
+from rlreason.config import load_config
+from rlreason.learner.learner import Learner
+from tests.batches import good_and_bad_groups
+
+CASES = {
+    "grpo": [],
+    "dapo": ["algorithm.name=dapo"],
+    # a critic, frozen old logprobs, two optimizer steps per batch over a shuffled order, micro-batches of 2 rows
+    "ppo": ["algorithm.name=ppo", "train.minibatches=2", "train.epochs=2", "train.micro_batch_size=2"],
+    "grpo-lora": ["model.lora.rank=8", "model.lora.dropout=0.0", "train.lr=0.003"],
+}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _weights(update) -> dict[str, torch.Tensor]:
+    payload = update.payload
+    return dict(payload["tensors"]) if update.kind == "lora" else dict(payload)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_learners_make_the_update_of_one(ray_local, tiny_model_path, case):
+    import ray
+
+    from rlreason.learner.group import LearnerGroup
+
+    cfg = load_config(None, [*CASES[case], "train.learners=2", "algorithm.kl_coef=0.0" if case == "dapo" else
+                             "seed=0"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    batches = [build_train_batch(good_and_bad_groups(tokenizer, n=n), cfg.algorithm) for n in (5, 7)]  # odd rows
+
+    alone = Learner(cfg)  # (its world is 1: it ignores train.learners)
+    group = LearnerGroup([ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=1, rank=r, world=2)
+                          for r in range(2)])
+    group.connect()
+    for batch in batches:
+        one = alone.train_step(batch).metrics
+        two = ray.get(group.train_step.remote(batch)).metrics
+        for key in ("loss", "grad_norm", "entropy", "advantage_abs_mean", "is_ess"):
+            if key in one:
+                assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+    expected = _weights(alone.export_weights())
+    for actor in group.actors:
+        got = _weights(ray.get(actor.export_weights.remote()))
+        assert got.keys() == expected.keys()
+        for name, tensor in expected.items():  # (a wrong update is ~lr apart: AdamW's first steps are ~lr*sign)
+            torch.testing.assert_close(got[name], tensor, rtol=0, atol=2e-5, msg=name)
+    moved = _weights(Learner(cfg).export_weights())
+    assert any(not torch.equal(moved[k], expected[k]) for k in expected)  # the steps did change the weights
+    for actor in group.actors:
+        ray.kill(actor)
