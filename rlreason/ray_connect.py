@@ -65,7 +65,8 @@ def _check_listening(address: str, timeout_s: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
         raise ClusterError(f"ray.address: nothing answers at {address} ({e.strerror or e}); start the cluster first "
-                           "(ray start --head --port PORT) or check the address (ray status on the head node)") from None
+                           "(ray start --head --port PORT) or check the address (ray status on the head node)"
+                           ) from None
 
 
 def _token_mode() -> None:
