@@ -21,6 +21,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _fail_run(cfg, error: Exception) -> None:
+    """A run stopped before it started (a cluster that cannot hold it): the directory reserved for it goes."""
+    if cfg.run_dir.is_dir() and not any(cfg.run_dir.iterdir()):
+        cfg.run_dir.rmdir()
+    _fail(str(error))
+
+
 def split_recipe_args(args: list[str]) -> tuple[Optional[str], list[str]]:
     """The first argument is the recipe unless it looks like an override (``key=value``)."""
     if args and "=" not in args[0]:
@@ -75,8 +82,8 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
 
         try:
             result = run_online(cfg, console)
-        except RecipeError as e:  # a cluster that cannot hold the run
-            _fail(str(e))
+        except RecipeError as e:
+            _fail_run(cfg, e)
         console.print(f"{result['steps']} steps, {result['consumed']} stream problems trained"
                       + (", stream closed" if result["closed"] else "") + f", wall {result['wall_s']:.0f}s")
         return
@@ -85,10 +92,8 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
 
     try:
         run_training(cfg, console, resume=resume and cfg.run_dir.exists())
-    except RecipeError as e:  # (a cluster that cannot hold the run: the directory reserved for it stays empty)
-        if cfg.run_dir.is_dir() and not any(cfg.run_dir.iterdir()):
-            cfg.run_dir.rmdir()
-        _fail(str(e))
+    except RecipeError as e:
+        _fail_run(cfg, e)
     except NonFiniteError as e:  # raised in the learner actor; its own message says what to try
         _fail(str(getattr(e, "cause", None) or e).strip().splitlines()[-1], 1)
 
@@ -113,8 +118,8 @@ def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dot
 
     try:
         report = run_continual(cfg, console)
-    except RecipeError as e:  # a cluster that cannot hold the run
-        _fail(str(e))
+    except RecipeError as e:
+        _fail_run(cfg, e)
     print_report(console, report, cfg.run_dir)
 
 
@@ -162,7 +167,10 @@ def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapt
     console, target = Console(), output_dir(out, model)
     console.print(f"[bold]rlreason eval[/] {model}: {', '.join(cfg.tasks.eval)}, {n} samples per problem at "
                   f"temperature {cfg.eval.temperature}; output in {target}/")
-    report = run_eval(cfg, ks, target, console)
+    try:
+        report = run_eval(cfg, ks, target, console)
+    except RecipeError as e:  # a cluster that cannot hold the engines
+        _fail(str(e))
     typer.echo(table(report))
 
 

@@ -97,7 +97,8 @@ def launch_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
             max_restarts=cfg.rollout.max_restarts, max_task_retries=0,  # recovery re-issues with current weights
         ).remote(path, seed=cfg.seed, max_model_len=cfg.model.max_model_len, dtype=cfg.engine_dtype,
                  rank=rank, world=n, kv_cache_gib=cfg.rollout.kv_cache_gib, lora_rank=cfg.served_lora_rank,
-                 adapter=cfg.model.adapter, tensor_parallel=cfg.rollout.tensor_parallel)
+                 adapter=cfg.model.adapter, tensor_parallel=cfg.rollout.tensor_parallel,
+                 gpus=cfg.rollout.gpus_per_worker)
         for rank in range(n)
     ]
     group = None

@@ -184,6 +184,9 @@ class RolloutConfig(Section):
                                  "gpus_per_worker equal to it, all on one node)")
     resources: dict[str, float] = Field({}, description="custom Ray resources each rollout worker needs, e.g. "
                                         "{rollout_node: 1} to place it on nodes started with that resource")
+    push: Literal["auto", "object_store", "collective"] = Field(
+        "auto", description="how new weights reach the engines: Ray's object store, or a broadcast from learner "
+        "rank 0 (NCCL between GPUs, else gloo); auto: collective when engines and learners hold GPUs")
 
 
 class TrainConfig(Section):

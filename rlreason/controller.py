@@ -17,6 +17,7 @@ from rlreason.batching import build_train_batch
 from rlreason.config import RunConfig
 from rlreason.rollout.engine import SamplingSpec, prompt_ids
 from rlreason.rollout.recovery import on_workers
+from rlreason.rollout.weight_channel import ObjectStorePush
 from rlreason.scoring import Scorer, score_composite
 from rlreason.tasks import get_task
 from rlreason.types import Problem, ScoredGroup
@@ -34,6 +35,7 @@ class Context:
     lives: dict[int, int] = field(default_factory=dict)  # restarts of each worker
     tokenizer: object = None  # the model's, loaded on first use (prompt lengths, without asking an engine)
     seeds: dict[int, int] = field(default_factory=dict)  # the sampling seed each worker was last given
+    pusher: object = field(default_factory=ObjectStorePush)  # how weights reach the engines (rollout.push)
 
 
 class ProblemStream:
@@ -164,9 +166,11 @@ def push_weights(ctx: Context) -> dict[str, float]:
     import ray
 
     start = time.perf_counter()
-    update = ctx.learner.export_weights.remote()
-    loads = on_workers(ctx, {i: (lambda w: w.load_weights.remote(update)) for i in range(len(ctx.workers))},
-                       reissue=False)  # (a revived worker is given the current weights anyway)
+    calls, sent = ctx.pusher.start(ctx)
+    loads = on_workers(ctx, calls, reissue=False)  # (a revived worker is given the current weights anyway)
+    if sent is not None and ray.get(sent) < 0:  # the weights left the broadcast's layout: the object store now
+        ctx.pusher = ObjectStorePush()
+        loads = on_workers(ctx, ctx.pusher.start(ctx)[0], reissue=False)
     seconds = time.perf_counter() - start
     return {"weight_sync_s": seconds, "weight_load_s": max(loads.values(), default=float("nan")),
             "weight_sync_bytes": float(ray.get(ctx.learner.last_export_bytes.remote()))}

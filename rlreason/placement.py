@@ -30,6 +30,15 @@ def check_recipe(cfg: RunConfig) -> None:
     if t.gpus_per_learner > 1:
         raise RecipeError(f"train.gpus_per_learner: {t.gpus_per_learner:g}; a learner uses one GPU (more learners: "
                           "train.learners)")
+    if r.push == "collective" and r.mode == "async":
+        raise RecipeError("rollout.push: 'collective' is for rollout.mode sync (an engine still generating would "
+                          "hold the learner in the broadcast); allowed here: auto, object_store")
+    if t.learners > 1 and cfg.continual.cbp_every:
+        raise RecipeError("continual.cbp_every: continual backprop runs on one learner (its utilities are per rank); "
+                          "set train.learners=1 or continual.cbp_every=0")
+    if r.tensor_parallel > 1 and not cfg.model.uses_lora:
+        raise RecipeError(f"rollout.tensor_parallel: {r.tensor_parallel} shards serve LoRA policies only (full-weight "
+                          "pushes into a sharded engine are not built); set model.lora or rollout.tensor_parallel=1")
     if cfg.ray.layout == "colocated":
         if r.workers != t.learners:
             raise RecipeError(f"ray.layout: 'colocated' pairs rollout worker i with learner i; rollout.workers "
@@ -78,14 +87,20 @@ def check_cluster(cfg: RunConfig, total: dict[str, float], nodes: list[dict[str,
     largest = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
     if tp > 1 and largest < tp:
         raise PlacementError(f"rollout.tensor_parallel: {tp} GPUs on one node; the largest node has {largest:g}")
-    for role, bundle in (("rollout", worker_bundle(cfg)), ("train", learner_bundle(cfg))):
-        if not any(all(node.get(k, 0.0) >= v for k, v in bundle.items()) for node in nodes):
-            raise PlacementError(f"{role}: no node can hold one {role} actor ({_show(bundle)})")
+    roles = [("rollout", worker_bundle(cfg), cfg.rollout.workers), ("train", learner_bundle(cfg), cfg.train.learners)]
+    if cfg.ray.layout == "colocated" and cfg.train.learners:
+        roles = [("ray.layout", _merge(worker_bundle(cfg), learner_bundle(cfg)), 1)]
+    for role, bundle, count in roles:
+        if count and not any(all(node.get(k, 0.0) >= v for k, v in bundle.items()) for node in nodes):
+            raise PlacementError(f"{role}: no node can hold one {'pair' if role == 'ray.layout' else role + ' actor'} "
+                                 f"({_show(bundle)})")
 
 
 def describe(cfg: RunConfig) -> str:
-    return (f"{cfg.rollout.workers} rollout worker(s) x {_show(worker_bundle(cfg))} + {cfg.train.learners} "
-            f"learner(s) x {_show(learner_bundle(cfg))}")
+    roles = f"{cfg.rollout.workers} rollout worker(s) x {_show(worker_bundle(cfg))}"
+    if cfg.train.learners:  # (none: an evaluation)
+        roles += f" + {cfg.train.learners} learner(s) x {_show(learner_bundle(cfg))}"
+    return roles
 
 
 def _show(bundle: dict[str, float]) -> str:
@@ -110,8 +125,25 @@ class Placement:
                 pass
 
 
+WAIT_S = 60.0  # for a placement group to be placed (resources in use by other jobs)
+
+
 def place(cfg: RunConfig, learners: bool = True) -> Placement:
-    """Check the cluster, then create the placement groups (without waiting: actors wait for their bundle)."""
+    """Check the cluster, create the placement groups and wait until they are placed (PlacementError after
+    ``WAIT_S`` when the cluster's free resources cannot hold them)."""
+    out = _create(cfg, learners)
+    import ray
+
+    try:
+        ray.get([g.ready() for g in out.groups], timeout=WAIT_S)
+    except ray.exceptions.GetTimeoutError:
+        out.remove()
+        raise PlacementError(f"ray: the cluster's free resources did not hold the run within {WAIT_S:.0f} s "
+                             f"({describe(cfg)}); see what is in use with ray status") from None
+    return out
+
+
+def _create(cfg: RunConfig, learners: bool) -> Placement:
     import ray
     from ray.util import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy

@@ -78,6 +78,7 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
     the interrupted run logged for later steps)."""
     from rlreason.cluster import launch_cluster
     from rlreason.interrupts import interrupts
+    from rlreason.rollout.weight_channel import open_pusher
     from rlreason.trackers import open_trackers
 
     purge = None if resumed_at is None else resumed_at + 1
@@ -93,6 +94,7 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
                                                cfg.model_dump(mode="json")))
                 ctx = Context(cfg, cluster.workers, cluster.learner, scorer, tokenizer=load_tokenizer(cfg))
                 cluster.ready()
+                ctx.pusher = open_pusher(cfg, cluster)
                 (run_dir / "placement.json").write_text(json.dumps(cluster.where(), indent=2))
                 yield Session(run_dir, ctx, log, memory, cluster)
         finally:

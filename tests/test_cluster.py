@@ -142,7 +142,7 @@ NODE = {"CPU": 8.0, "GPU": 4.0}
     (["rollout.workers=3", "rollout.gpus_per_worker=2", "train.gpus_per_learner=1", "train.learners=2"],
      "rollout.gpus_per_worker / train.gpus_per_learner: the run needs 8 GPU (3 rollout worker(s) x {CPU: 1, GPU: 2} "
      "+ 2 learner(s) x {CPU: 1, GPU: 1}); the cluster has 4"),
-    (["rollout.tensor_parallel=8", "rollout.gpus_per_worker=8"],
+    (["rollout.tensor_parallel=8", "rollout.gpus_per_worker=8", "model.lora.rank=8"],
      "rollout.gpus_per_worker / train.gpus_per_learner: the run needs 8 GPU (1 rollout worker(s) x {CPU: 1, GPU: 8} "
      "+ 1 learner(s) x {CPU: 1}); the cluster has 4"),
     (["train.learners=9"], "rollout.workers + train.learners: the run needs 10 CPU (1 rollout worker(s) x {CPU: 1} + "
@@ -158,7 +158,7 @@ def test_placement_the_cluster_cannot_give_is_one_line(overrides, message):
 
 def test_tensor_parallel_wider_than_any_node_and_a_bundle_no_node_holds():
     nodes = [{"CPU": 8.0, "GPU": 2.0}, {"CPU": 8.0, "GPU": 2.0}]
-    cfg = load_config(None, ["rollout.tensor_parallel=4", "rollout.gpus_per_worker=4"])
+    cfg = load_config(None, ["rollout.tensor_parallel=4", "rollout.gpus_per_worker=4", "model.lora.rank=8"])
     with pytest.raises(PlacementError, match=r"^rollout.tensor_parallel: 4 GPUs on one node; the largest node has 2$"):
         check_cluster(cfg, {"CPU": 16.0, "GPU": 4.0}, nodes)
     cfg = load_config(None, ["rollout.gpus_per_worker=2", "rollout.resources={fast: 1}"])
@@ -169,7 +169,7 @@ def test_tensor_parallel_wider_than_any_node_and_a_bundle_no_node_holds():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["rollout.tensor_parallel=2"], "rollout.tensor_parallel: 2 shards need rollout.gpus_per_worker 2 (one GPU each), "
+    (["rollout.tensor_parallel=2", "model.lora.rank=8"], "rollout.tensor_parallel: 2 shards need rollout.gpus_per_worker 2 (one GPU each), "
      "not 0"),
     (["ray.layout=colocated", "train.learners=2"], "ray.layout: 'colocated' pairs rollout worker i with learner i; "
      "rollout.workers (1) must equal train.learners (2)"),
@@ -177,8 +177,58 @@ def test_tensor_parallel_wider_than_any_node_and_a_bundle_no_node_holds():
      "shares one GPU per pair; rollout.gpus_per_worker + train.gpus_per_learner is 1.5 (at most 1, e.g. 0.5 each)"),
     (["train.gpus_per_learner=2"], "train.gpus_per_learner: 2; a learner uses one GPU (more learners: "
      "train.learners)"),
+    (["rollout.push=collective", "rollout.mode=async"], "rollout.push: 'collective' is for rollout.mode sync (an "
+     "engine still generating would hold the learner in the broadcast); allowed here: auto, object_store"),
+    (["train.learners=2", "model.lora.rank=4", "continual.cbp_every=5"], "continual.cbp_every: continual backprop "
+     "runs on one learner (its utilities are per rank); set train.learners=1 or continual.cbp_every=0"),
+    (["rollout.tensor_parallel=2", "rollout.gpus_per_worker=2"], "rollout.tensor_parallel: 2 shards serve LoRA "
+     "policies only (full-weight pushes into a sharded engine are not built); set model.lora or "
+     "rollout.tensor_parallel=1"),
 ])
 def test_placement_fields_that_contradict_each_other_are_refused_with_the_recipe(overrides, message):
     with pytest.raises(RecipeError) as e:
         load_config(None, overrides)
     assert str(e.value) == message
+
+
+def test_the_8_gpu_example_recipe_fits_8_gpus_and_not_4(tiny_chat_model, data_dir):
+    from rlreason.placement import demand
+
+    example = Path(__file__).resolve().parents[1] / "docs" / "cluster-8gpu.yaml"
+    cfg = load_config(example, [f"model.path={tiny_chat_model}", f"tasks.data_dir={data_dir}",
+                                "model.max_model_len=256", "rollout.max_tokens=64"])
+    assert demand(cfg) == {"CPU": 8.0, "GPU": 8.0}
+    node = {"CPU": 32.0, "GPU": 4.0}
+    check_cluster(cfg, {"CPU": 64.0, "GPU": 8.0}, [node, node])
+    with pytest.raises(PlacementError, match="the run needs 8 GPU"):
+        check_cluster(cfg, node, [node])
+
+
+def test_resources_held_by_someone_else_fail_in_one_line_after_a_wait(monkeypatch):
+    """The cluster has the CPUs in total but another job holds them: the placement group cannot be placed."""
+    import ray
+    from ray.util import placement_group, remove_placement_group
+
+    from rlreason import placement
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        other = placement_group([{"CPU": 2.0}])
+        ray.get(other.ready(), timeout=60)
+        monkeypatch.setattr(placement, "WAIT_S", 3.0)
+        with pytest.raises(PlacementError, match=r"^ray: the cluster's free resources did not hold the run within 3 s"):
+            placement.place(load_config(None, []))
+        remove_placement_group(other)
+        placement.place(load_config(None, [])).remove()  # free again: placed
+    finally:
+        ray.shutdown()
+
+
+def test_eval_on_a_cluster_that_cannot_hold_its_engines_is_one_line_and_writes_nothing(tmp_path):
+    run = subprocess.run([str(BIN / "rlreason"), "eval", "tiny", "--task", "arithmetic", "--limit", "4", "--set",
+                          "rollout.gpus_per_worker=1"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1].startswith("error: rollout.gpus_per_worker / train.gpus_per_learner: "
+                                                          "the run needs 1 GPU (1 rollout worker(s)")
+    assert list(tmp_path.iterdir()) == []

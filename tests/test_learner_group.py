@@ -10,12 +10,14 @@ from rlreason.config import load_config
 from rlreason.learner.learner import Learner
 from tests.batches import good_and_bad_groups
 
-CASES = {
-    "grpo": [],
-    "dapo": ["algorithm.name=dapo"],
+CASES = {  # overrides, prompts per batch (2 rows each)
+    "grpo": ([], (5, 7)),
+    "dapo": (["algorithm.name=dapo"], (5, 7)),
     # a critic, frozen old logprobs, two optimizer steps per batch over a shuffled order, micro-batches of 2 rows
-    "ppo": ["algorithm.name=ppo", "train.minibatches=2", "train.epochs=2", "train.micro_batch_size=2"],
-    "grpo-lora": ["model.lora.rank=8", "model.lora.dropout=0.0", "train.lr=0.003"],
+    "ppo": (["algorithm.name=ppo", "train.minibatches=2", "train.epochs=2", "train.micro_batch_size=2"], (5, 7)),
+    "grpo-lora": (["model.lora.rank=8", "model.lora.dropout=0.0", "train.lr=0.003"], (5, 7)),
+    # one row per optimizer step: rank 1 has none (it must still take part in every collective)
+    "fewer-rows-than-ranks": (["train.minibatches=2"], (1, 1)),
 }
 
 
@@ -39,10 +41,10 @@ def test_two_learners_make_the_update_of_one(ray_local, tiny_model_path, case):
 
     from rlreason.learner.group import LearnerGroup
 
-    cfg = load_config(None, [*CASES[case], "train.learners=2", "algorithm.kl_coef=0.0" if case == "dapo" else
-                             "seed=0"])
+    overrides, sizes = CASES[case]
+    cfg = load_config(None, [*overrides, "train.learners=2"])
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
-    batches = [build_train_batch(good_and_bad_groups(tokenizer, n=n), cfg.algorithm) for n in (5, 7)]  # odd rows
+    batches = [build_train_batch(good_and_bad_groups(tokenizer, n=n), cfg.algorithm) for n in sizes]
 
     alone = Learner(cfg)  # (its world is 1: it ignores train.learners)
     group = LearnerGroup([ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=1, rank=r, world=2)
@@ -62,5 +64,30 @@ def test_two_learners_make_the_update_of_one(ray_local, tiny_model_path, case):
             torch.testing.assert_close(got[name], tensor, rtol=0, atol=2e-5, msg=name)
     moved = _weights(Learner(cfg).export_weights())
     assert any(not torch.equal(moved[k], expected[k]) for k in expected)  # the steps did change the weights
+    for actor in group.actors:
+        ray.kill(actor)
+
+
+def test_a_new_phase_adapter_starts_the_same_on_every_rank(ray_local, tiny_model_path):
+    """One adapter per continual phase, with LoRA dropout: the ranks' RNGs drift apart (each drops out its own
+    rows), so a new phase's adapter must come from rank 0 on every rank."""
+    import ray
+
+    from rlreason.learner.group import LearnerGroup
+
+    cfg = load_config(None, ["model.lora.rank=4", "model.lora.dropout=0.2", "continual.adapters=per_phase",
+                             "continual.phases=[{task: addition, steps: 1}, {task: subtraction, steps: 1}]",
+                             "train.learners=2"])
+    batch = build_train_batch(good_and_bad_groups(AutoTokenizer.from_pretrained(tiny_model_path), n=5),
+                              cfg.algorithm)
+    group = LearnerGroup([ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=1, rank=r, world=2)
+                          for r in range(2)])
+    group.connect()
+    ray.get(group.train_step.remote(batch))
+    ray.get(group.new_phase.remote())
+    ray.get(group.train_step.remote(batch))
+    first, second = (_weights(ray.get(a.export_weights.remote())) for a in group.actors)
+    for name, tensor in first.items():
+        torch.testing.assert_close(second[name], tensor, rtol=0, atol=1e-6, msg=name)
     for actor in group.actors:
         ray.kill(actor)

@@ -88,12 +88,16 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
     from rlreason.scoring import Scorer
     from rlreason.verifiers import same_answer_of
 
-    out.mkdir(parents=True)
+    cluster = start_cluster(cfg, learner=False)  # (a cluster that cannot hold the engines: before out exists)
+    try:
+        out.mkdir(parents=True)
+    except BaseException:
+        cluster.shutdown()
+        raise
     report = {"model": cfg.model.path, "adapter": cfg.model.adapter, "n": cfg.eval.samples, "k": ks,
               "temperature": cfg.eval.temperature, "max_tokens": cfg.rollout.max_tokens,
               "template": cfg.tasks.template, "tasks": {}}
     with Scorer() as scorer, open(out / "problems.jsonl", "w") as rows:
-        cluster = start_cluster(cfg, learner=False)
         try:
             ctx = Context(cfg, cluster.workers, None, scorer)
             for task in cfg.tasks.eval:

@@ -26,13 +26,13 @@ class DataParallel:
     def alone(self) -> bool:
         return self.world == 1
 
-    def join(self, address: str, port: int, device: torch.device, timeout_s: float = 600.0) -> None:
-        """Join the group's process group: gloo on CPU, NCCL on GPU. Every rank calls this at the same time."""
+    def join(self, address: str, port: int, backend: str = "gloo", timeout_s: float = 600.0) -> None:
+        """Join the group's process group (gloo, or NCCL between GPUs of their own). Every rank calls this at the
+        same time."""
         import torch.distributed as dist
 
         if self.alone or self.joined:
             return
-        backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method=f"tcp://{address}:{port}", rank=self.rank,
                                 world_size=self.world, timeout=timedelta(seconds=timeout_s))
         self.joined = True

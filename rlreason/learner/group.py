@@ -18,6 +18,19 @@ def _first(*results):
     return results[0]
 
 
+_remote_first = None
+
+
+def _gather_first():
+    """A zero-CPU Ray task returning rank 0's result once every rank's is there (built once per process)."""
+    global _remote_first
+    if _remote_first is None:
+        import ray
+
+        _remote_first = ray.remote(num_cpus=0)(_first)
+    return _remote_first
+
+
 class _Call:
     def __init__(self, group: "LearnerGroup", name: str) -> None:
         self.group, self.name = group, name
@@ -31,7 +44,7 @@ class _Call:
         args = [a if isinstance(a, ray.ObjectRef) else ray.put(a) for a in args]
         kwargs = {k: v if isinstance(v, ray.ObjectRef) else ray.put(v) for k, v in kwargs.items()}
         refs = [getattr(a, self.name).remote(*args, **kwargs) for a in actors]
-        return ray.remote(num_cpus=0)(_first).remote(*refs)
+        return _gather_first().remote(*refs)
 
 
 class LearnerGroup:

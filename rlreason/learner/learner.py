@@ -26,6 +26,7 @@ from rlreason.learner.data_parallel import DataParallel
 from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
 from rlreason.learner.policy import build_policy
 from rlreason.registry import load_plugins
+from rlreason.rollout.weight_channel import WeightSender
 from rlreason.types import TrainBatch, TrainStats, WeightUpdate
 
 
@@ -56,7 +57,7 @@ class Prepared:
     metrics: dict | None = None
 
 
-class Learner(ActorInfo):
+class Learner(ActorInfo, WeightSender):
     def __init__(self, cfg: RunConfig, threads: int | None = None, rank: int = 0, world: int = 1) -> None:
         """``rank``/``world``: this learner's place in a data-parallel group of ``world`` (``join`` connects it)."""
         load_plugins()
@@ -92,7 +93,8 @@ class Learner(ActorInfo):
 
     def join(self, address: str, port: int) -> None:
         """Connect to the other learners of the group (every rank at once) and start from rank 0's values."""
-        self.dp.join(address, port, self.device)
+        whole_gpus = self.device.type == "cuda" and self.cfg.train.gpus_per_learner >= 1
+        self.dp.join(address, port, "nccl" if whole_gpus else "gloo")  # (NCCL refuses two ranks on one GPU)
         self.dp.broadcast([*self.params, *self.model.buffers()])
 
     def rendezvous(self) -> tuple[str, int]:
@@ -156,6 +158,8 @@ class Learner(ActorInfo):
         sums: dict[str, float] = {}
         ratios = []  # per micro-batch: [B, T] log-ratios learner / engine, for one ESS over the optimizer step
         for micro in self.dp.share(by_length(batch, rows)).split(t.micro_batch_size):  # this rank's rows
+            if len(micro) == 0:  # fewer rows than ranks: this one has none (it still joins every collective)
+                continue
             inputs = self._loss_inputs(batch, micro, prep, counts)
             loss, algo_metrics = self.spec.loss(inputs, self.algo)
             loss.backward()
@@ -233,6 +237,8 @@ class Learner(ActorInfo):
         values = torch.zeros_like(logps) if self.critic is not None and model is None else None
         mine = self.dp.share(by_length(batch, torch.arange(batch.size, device=self.device)))
         for rows in mine.split(self.cfg.train.micro_batch_size):
+            if len(rows) == 0:
+                continue
             width = _width(batch, rows)
             out, v = self._forward(batch.input_ids[rows, :width], batch.attention_mask[rows, :width], False, model)
             logps[rows, :width] = out.logprobs
@@ -262,6 +268,7 @@ class Learner(ActorInfo):
         fresh = self.policy.new_phase()
         if not fresh:
             return
+        self.dp.broadcast(fresh)  # (its initialisation drew from each rank's own RNG)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.add_param_group({"params": fresh, "lr": lr, "initial_lr": self.cfg.train.lr})
         self.scheduler.base_lrs.append(self.cfg.train.lr)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from rlreason.actor_info import ActorInfo
 from rlreason.rollout.recovery import EngineRestarted
+from rlreason.rollout.weight_channel import WeightReceiver
 from rlreason.types import Completion, Problem, WeightUpdate
 
 
@@ -74,12 +75,12 @@ def _restarted_actor() -> bool:
         return False
 
 
-class RolloutEngine(ActorInfo):
+class RolloutEngine(ActorInfo, WeightReceiver):
     """Owns one ``vllm.LLM``. ``version`` is the policy version of the weights it currently serves."""
 
     def __init__(self, model_path: str, *, seed: int = 0, max_model_len: int = 256, dtype: str = "float32",
                  rank: int = 0, world: int = 1, kv_cache_gib: int = 1, lora_rank: int | None = None,
-                 adapter: str | None = None, tensor_parallel: int = 1) -> None:
+                 adapter: str | None = None, tensor_parallel: int = 1, gpus: float = 0.0) -> None:
         """``lora_rank``: serve a LoRA policy of this rank (pushes then carry adapters); ``adapter``: the saved
         adapter to serve before the first push (else the base model, which a fresh adapter equals)."""
         for key, value in cpu_engine_env(rank, world, kv_cache_gib).items():
@@ -103,6 +104,8 @@ class RolloutEngine(ActorInfo):
         # tensor parallel (GPU): vLLM's own worker processes, one per GPU this actor holds
         parallel = {"tensor_parallel_size": tensor_parallel, "distributed_executor_backend": "mp"} \
             if tensor_parallel > 1 else {"distributed_executor_backend": "uni"}
+        if 0 < gpus < 1:  # a GPU shared with a learner (ray.layout colocated): only this engine's share of it
+            parallel["gpu_memory_utilization"] = 0.9 * gpus
         self.llm = llm_class(model=model_path, dtype=dtype, seed=seed + 1000 * rank, max_model_len=max_model_len,
                              enforce_eager=True, enable_prefix_caching=True, **parallel, **lora)
         self.tokenizer = self.llm.get_tokenizer()

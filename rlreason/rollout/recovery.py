@@ -90,6 +90,10 @@ def revive(ctx, i: int, error: Exception) -> None:
                              "rollout.workers) and continue with --resume") from e
         ctx.lives[i] = ctx.lives.get(i, 0) + 1
         ctx.worker_restarts += 1
+        if ctx.pusher.collective:  # a new process, outside the push group: the object store from now on
+            from rlreason.rollout.weight_channel import ObjectStorePush
+
+            ctx.pusher = ObjectStorePush()
         try:
             if ctx.learner is not None:
                 ray.get(worker.load_weights.remote(ctx.learner.export_weights.remote()))
