@@ -169,8 +169,8 @@ def test_tensor_parallel_wider_than_any_node_and_a_bundle_no_node_holds():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["rollout.tensor_parallel=2", "model.lora.rank=8"], "rollout.tensor_parallel: 2 shards need rollout.gpus_per_worker 2 (one GPU each), "
-     "not 0"),
+    (["rollout.tensor_parallel=2", "model.lora.rank=8"], "rollout.tensor_parallel: 2 shards need "
+     "rollout.gpus_per_worker 2 (one GPU each), not 0"),
     (["ray.layout=colocated", "train.learners=2"], "ray.layout: 'colocated' pairs rollout worker i with learner i; "
      "rollout.workers (1) must equal train.learners (2)"),
     (["ray.layout=colocated", "rollout.gpus_per_worker=1", "train.gpus_per_learner=0.5"], "ray.layout: 'colocated' "

@@ -16,6 +16,7 @@ CASES = {  # overrides, prompts per batch (2 rows each)
     # a critic, frozen old logprobs, two optimizer steps per batch over a shuffled order, micro-batches of 2 rows
     "ppo": (["algorithm.name=ppo", "train.minibatches=2", "train.epochs=2", "train.micro_batch_size=2"], (5, 7)),
     "grpo-lora": (["model.lora.rank=8", "model.lora.dropout=0.0", "train.lr=0.003"], (5, 7)),
+    "grpo-kl": (["algorithm.kl_coef=0.05"], (5, 7)),  # reference logprobs, split over the ranks and summed
     # one row per optimizer step: rank 1 has none (it must still take part in every collective)
     "fewer-rows-than-ranks": (["train.minibatches=2"], (1, 1)),
 }
@@ -53,7 +54,7 @@ def test_two_learners_make_the_update_of_one(ray_local, tiny_model_path, case):
     for batch in batches:
         one = alone.train_step(batch).metrics
         two = ray.get(group.train_step.remote(batch)).metrics
-        for key in ("loss", "grad_norm", "entropy", "advantage_abs_mean", "is_ess"):
+        for key in ("loss", "grad_norm", "entropy", "advantage_abs_mean", "is_ess", "kl_to_ref"):
             if key in one:
                 assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
     expected = _weights(alone.export_weights())
