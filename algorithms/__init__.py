@@ -4,3 +4,4 @@ from rlreason.algorithms.base import (ALGORITHMS, AdvantageInputs, AlgorithmConf
                                       LossInputs, get_algorithm, register_algorithm)
 from rlreason.algorithms import grpo  # noqa: F401,E402
 from rlreason.algorithms import group_baselines, sequence_ratios, token_level  # noqa: F401,E402
+from rlreason.algorithms import es  # noqa: F401,E402

@@ -58,6 +58,11 @@ class AlgorithmConfig(BaseModel):
         return False
 
     @property
+    def served_members(self) -> int:
+        """Adapters beside the policy that the engines serve at once (a population's members)."""
+        return 0
+
+    @property
     def needs_greedy_baseline(self) -> bool:
         """One extra greedy completion per prompt, scored, its reward given as ``baseline_rewards``."""
         return False
@@ -111,6 +116,7 @@ class AlgorithmSpec:
     advantage: AdvantageFn
     loss: LossFn
     value_targets: ValueTargetFn | None = None  # [B, T] critic targets; required when the config needs a critic
+    driver: str = "gradient"  # the loop that runs it: "gradient" (rollout, learner update, push) or "es"
 
 
 ALGORITHMS: Registry[AlgorithmSpec] = Registry("algorithm")

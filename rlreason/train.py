@@ -161,10 +161,13 @@ class SyncSteps:
 
 
 def steps_for(cfg: RunConfig):
-    """The driver of ``rollout.mode``."""
+    """The driver: the algorithm's own (evolution strategies), else that of ``rollout.mode``."""
+    from rlreason.algorithms import get_algorithm
     from rlreason.async_rollouts import AsyncSteps
+    from rlreason.es.driver import ESSteps
 
-    return {"sync": SyncSteps, "async": AsyncSteps}[cfg.rollout.mode]
+    own = {"es": ESSteps}.get(get_algorithm(cfg.algorithm.name).driver)
+    return own or {"sync": SyncSteps, "async": AsyncSteps}[cfg.rollout.mode]
 
 
 def _loop(run: Session, stream, console, summary: RunSummary) -> None:

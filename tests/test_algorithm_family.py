@@ -97,7 +97,7 @@ def test_gmpo_at_ratio_one_is_minus_the_mean_sequence_advantage():
 
 def test_zero_advantages_give_zero_policy_gradient_for_every_algorithm():
     mask = torch.tensor([[1.0, 1, 0], [1, 1, 1]])
-    names = ALGORITHMS.names()
+    names = [n for n in ALGORITHMS.names() if ALGORITHMS.get(n).driver == "gradient"]  # (es has no loss)
     assert {"ppo", "reinforce_pp", "remax", "sapo", "opo"} <= set(names)
     for name in names:
         _, grad = _loss_and_grad(name, torch.log(torch.rand(2, 3) * 0.5 + 0.2), torch.zeros(2, 3), mask)

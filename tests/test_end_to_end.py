@@ -50,7 +50,8 @@ def test_policy_version_advances_in_every_worker_and_training_lowers_the_loss(cl
     assert {c.policy_version for _, g in fresh for c in g} == {2}
 
 
-ALGORITHMS = sorted(name for name in __import__("rlreason.algorithms").algorithms.ALGORITHMS.names())
+_REGISTRY = __import__("rlreason.algorithms").algorithms.ALGORITHMS
+ALGORITHMS = sorted(n for n in _REGISTRY.names() if _REGISTRY.get(n).driver == "gradient")  # es: tests/test_es.py
 
 
 def _short_run_rewards(args: list[str], tmp_path, steps: int = 40) -> list[float]:

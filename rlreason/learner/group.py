@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 
-ALL_RANKS = frozenset({"train_step", "load_checkpoint", "set_anchor", "new_phase", "batch_loss"})
+ALL_RANKS = frozenset({"train_step", "load_checkpoint", "set_anchor", "new_phase", "batch_loss", "es_step"})
 
 
 class _Call:

@@ -21,6 +21,7 @@ from rlreason.algorithms import LossInputs, get_algorithm
 from rlreason.algorithms.common import effective_sample_size, kl_penalty, masked_mean
 from rlreason.batching import advantage_inputs, step_counts
 from rlreason.config import RunConfig
+from rlreason.es.mean import ESMean
 from rlreason.learner.critic import Critic
 from rlreason.learner.data_parallel import DataParallel
 from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
@@ -57,7 +58,7 @@ class Prepared:
     metrics: dict | None = None
 
 
-class Learner(ActorInfo, WeightSender):
+class Learner(ActorInfo, WeightSender, ESMean):
     def __init__(self, cfg: RunConfig, threads: int | None = None, rank: int = 0, world: int = 1) -> None:
         """``rank``/``world``: this learner's place in a data-parallel group of ``world`` (``join`` connects it)."""
         load_plugins()

@@ -58,6 +58,9 @@ class AdapterVersions:
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
         self.current = None  # the LoRARequest of the version being served; None: the base model (B = 0)
         self._owned: Path | None = None  # directory of the current version, if we wrote it
+        self.config: dict | None = None  # the pushed version's adapter config and tensors (ES builds members
+        self.tensors: dict | None = None  # around them)
+        self._member_ids = 1 << 30  # ids of extra adapters (members), far from the versions' (version + 1)
         if initial is not None:
             self._serve(self._request_cls("policy-v0", 1, str(initial)), owned=None)
 
@@ -70,6 +73,7 @@ class AdapterVersions:
         try:
             write_adapter(directory, config, tensors)
             self._serve(self._request_cls(f"policy-v{version}", version + 1, str(directory)), owned=directory)
+            self.config, self.tensors = config, tensors
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
@@ -83,6 +87,24 @@ class AdapterVersions:
             self._llm.llm_engine.remove_lora(previous.lora_int_id)
         if previous_dir is not None:
             shutil.rmtree(previous_dir, ignore_errors=True)
+
+    def add_member(self, name: str, tensors: dict):
+        """Serve another adapter beside the policy (the pushed version's config, these tensors); its request."""
+        from rlreason.modelinfo import write_adapter
+
+        self._member_ids += 1
+        directory = self.root / f"member-{self._member_ids}"
+        write_adapter(directory, self.config, tensors)
+        request = self._request_cls(name, self._member_ids, str(directory))
+        if not self._llm.llm_engine.add_lora(request):
+            shutil.rmtree(directory, ignore_errors=True)
+            raise RuntimeError(f"vLLM refused adapter {name}")
+        return request
+
+    def drop_members(self, requests: list) -> None:
+        for request in requests:
+            self._llm.llm_engine.remove_lora(request.lora_int_id)
+            shutil.rmtree(request.lora_path, ignore_errors=True)
 
     def loaded(self) -> set[int]:
         """Adapter ids the engine holds now."""

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from rlreason.actor_info import ActorInfo
+from rlreason.es.population import PopulationServer
 from rlreason.rollout.recovery import EngineRestarted
 from rlreason.rollout.weight_channel import WeightReceiver
 from rlreason.types import Completion, Problem, WeightUpdate
@@ -75,12 +76,13 @@ def _restarted_actor() -> bool:
         return False
 
 
-class RolloutEngine(ActorInfo, WeightReceiver):
+class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
     """Owns one ``vllm.LLM``. ``version`` is the policy version of the weights it currently serves."""
 
     def __init__(self, model_path: str, *, seed: int = 0, max_model_len: int = 256, dtype: str = "float32",
                  rank: int = 0, world: int = 1, kv_cache_gib: int = 1, lora_rank: int | None = None,
-                 adapter: str | None = None, tensor_parallel: int = 1, gpus: float = 0.0) -> None:
+                 adapter: str | None = None, tensor_parallel: int = 1, gpus: float = 0.0,
+                 max_loras: int = 2) -> None:
         """``lora_rank``: serve a LoRA policy of this rank (pushes then carry adapters); ``adapter``: the saved
         adapter to serve before the first push (else the base model, which a fresh adapter equals)."""
         for key, value in cpu_engine_env(rank, world, kv_cache_gib).items():
@@ -98,7 +100,7 @@ class RolloutEngine(ActorInfo, WeightReceiver):
         if lora_rank is not None:
             from rlreason.modelinfo import servable_lora_rank
 
-            lora = {"enable_lora": True, "max_lora_rank": servable_lora_rank(lora_rank), "max_loras": 2}
+            lora = {"enable_lora": True, "max_lora_rank": servable_lora_rank(lora_rank), "max_loras": max_loras}
         llm_class = vllm.LLM  # (its imports)
         gc.freeze()  # what is imported stays: vLLM's start-up collections then skip it (2.4 -> 1.2 s, tiny model)
         # tensor parallel (GPU): vLLM's own worker processes, one per GPU this actor holds
@@ -124,6 +126,10 @@ class RolloutEngine(ActorInfo, WeightReceiver):
         """``sampling.n`` completions per problem, grouped per problem in input order."""
         if self.restarted:
             raise EngineRestarted(f"rollout worker {self.rank} was restarted and has not been given weights yet")
+        return self._generate(problems, sampling, self._lora_request)
+
+    def _generate(self, problems: list[Problem], sampling: SamplingSpec, lora_request) -> list[list[Completion]]:
+        """Groups of ``sampling.n`` completions per problem; ``lora_request``: one, or one per problem."""
         params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
                                            temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
                                            logprobs=0, seed=sampling.seed, ignore_eos=sampling.ignore_eos,
@@ -131,7 +137,7 @@ class RolloutEngine(ActorInfo, WeightReceiver):
                                            # token (together 20-25% of a tiny model's generation time)
                                            detokenize=False, flat_logprobs=True)
         prompts = [{"prompt_token_ids": self._prompt_ids(p)} for p in problems]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora_request)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=lora_request)
         groups = []
         for problem, out in zip(problems, outputs):
             groups.append([self._completion(problem, out.prompt_token_ids, o) for o in out.outputs])

@@ -1,0 +1,120 @@
+"""``algorithm.name: es``: each step is a generation. Its own driver over the shared stages (problem stream, scorer,
+weight push), selected by the algorithm's registered ``driver``; the run directory, evaluations, checkpoints and
+summary are ``rlreason train``'s.
+
+A generation: draw the members' (seed, sign) pairs from (run seed, generation); split them over the rollout
+workers, each of which builds its members from the seeds around the adapter it serves and samples all of them on
+the same problems in one batch; score every completion; a member's reward is its mean score; the learner moves the
+mean adapter from the seeds and the normalised rewards; the new mean is pushed. Only seeds, scalars and the mean
+adapter (one push, as any LoRA run makes) travel between processes. The best members seen are kept in an archive
+(``es_archive.json``) and written as adapter directories (``elites/``), usable as ``model.adapter`` or in
+``rlreason eval``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rlreason.algorithms.es import member_seeds, normalized
+from rlreason.controller import Context, push_weights, reseed_engines, score, take_fitting
+from rlreason.rollout.engine import SamplingSpec
+from rlreason.rollout.recovery import on_workers
+
+
+@dataclass(frozen=True)
+class Elite:
+    generation: int
+    seed: int
+    sign: int
+    sigma: float
+    reward: float
+    accuracy: float
+    path: str
+
+
+class Archive:
+    """The ``size`` best members seen (by reward, earlier first on ties), each saved as an adapter."""
+
+    def __init__(self, size: int, run_dir: Path) -> None:
+        self.size, self.run_dir, self.elites = size, run_dir, []
+
+    def consider(self, ctx: Context, generation: int, members, rewards, accuracies, sigma: float, rank: int) -> None:
+        import ray
+
+        for (seed, sign), reward, acc in sorted(zip(members, rewards, accuracies), key=lambda x: -x[1]):
+            if len(self.elites) >= self.size and reward <= self.elites[-1].reward:
+                break
+            path = self.run_dir / "elites" / f"g{generation}-s{seed}{'+' if sign > 0 else '-'}"
+            ray.get(ctx.learner.es_save_member.remote(seed, sign, sigma, rank, str(path.resolve())))
+            self.elites.append(Elite(generation, seed, sign, sigma, reward, acc, str(path)))
+            self.elites.sort(key=lambda e: (-e.reward, e.generation))
+            for dropped in self.elites[self.size:]:
+                _remove(Path(dropped.path))
+            self.elites = self.elites[:self.size]
+        (self.run_dir / "es_archive.json").write_text(json.dumps([asdict(e) for e in self.elites], indent=2))
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class ESSteps:
+    """One generation per step (``rlreason.train`` drives it like the gradient drivers)."""
+
+    def __init__(self, ctx: Context, stream, console=None) -> None:
+        self.ctx, self.stream = ctx, stream
+        self.archive = Archive(ctx.cfg.algorithm.elites, ctx.cfg.run_dir)
+        self.pushed = False
+
+    def position(self) -> tuple[int, int]:
+        return self.stream.drawn, self.ctx.too_long
+
+    def __call__(self, step: int) -> dict[str, float]:
+        import ray
+
+        ctx, cfg, a = self.ctx, self.ctx.cfg, self.ctx.cfg.algorithm
+        start = time.perf_counter()
+        if not self.pushed:  # the engines build members around the learner's mean: they must serve it first
+            push_weights(ctx)
+            self.pushed = True
+        sigma, lr = a.sigma * a.sigma_decay ** (step - 1), a.lr * a.lr_decay ** (step - 1)
+        members = member_seeds(cfg.seed, step, a.population, a.antithetic)
+        problems = take_fitting(ctx, self.stream, cfg.rollout.prompts_per_step)
+        reseed_engines(ctx, step)
+        generated, gen_time = self._generate(problems, members, sigma, step)
+        scored = [score(ctx, list(zip(problems, groups))) for groups in generated]
+        rewards = [statistics.fmean(s for g in groups for s in g.rewards) for groups in scored]
+        accuracies = [statistics.fmean(r.correct for g in groups for r in g.results) for groups in scored]
+        weights = normalized(rewards, a.normalize)
+        self.archive.consider(ctx, step, members, rewards, accuracies, sigma, a.perturb_rank)
+        stats = ray.get(ctx.learner.es_step.remote(members, weights.tolist(), lr, a.perturb_rank))
+        sync = push_weights(ctx)
+        tokens = sum(len(c.completion_ids) for groups in scored for g in groups for c in g.completions)
+        return {"reward_mean": statistics.fmean(rewards), "reward_std": statistics.pstdev(rewards),
+                "accuracy": statistics.fmean(accuracies), "es_reward_max": max(rewards),
+                "es_reward_min": min(rewards), "es_best_accuracy": max(accuracies), "es_sigma": sigma, "lr": lr,
+                "es_population": float(len(members)), "rollout_tokens": float(tokens), "rollout_time_s": gen_time,
+                "rollout_tokens_per_s": tokens / max(gen_time, 1e-9), **stats, **sync,
+                "step_time_s": time.perf_counter() - start}
+
+    def _generate(self, problems, members, sigma: float, step: int):
+        """Every member's groups (in member order), the members split over the workers; and the seconds taken."""
+        cfg, n = self.ctx.cfg, len(self.ctx.workers)
+        sampling = SamplingSpec(n=cfg.rollout.group_size, max_tokens=cfg.rollout.max_tokens,
+                                temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                ignore_eos=cfg.rollout.ignore_eos)
+        shares = {i: members[i::n] for i in range(n) if members[i::n]}
+        start = time.perf_counter()
+        done = on_workers(self.ctx, {i: (lambda w, s=share, i=i: w.generate_population.remote(
+            problems, sampling, s, sigma, cfg.algorithm.perturb_rank, f"g{step}w{i}")) for i, share in shares.items()})
+        out = [None] * len(members)
+        for i, groups_per_member in done.items():
+            for j, groups in enumerate(groups_per_member):
+                out[i + j * n] = groups
+        return out, time.perf_counter() - start
