@@ -41,6 +41,9 @@ class Archive:
 
     def __init__(self, size: int, run_dir: Path) -> None:
         self.size, self.run_dir, self.elites = size, run_dir, []
+        saved = run_dir / "es_archive.json"
+        if saved.is_file():  # a resumed run keeps its archive
+            self.elites = [Elite(**e) for e in json.loads(saved.read_text())]
 
     def consider(self, ctx: Context, generation: int, members, rewards, accuracies, sigma: float, rank: int) -> None:
         import ray
