@@ -88,3 +88,26 @@ def test_compare_refuses_a_bad_algorithm_before_running_anything(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "algorithm.name: unknown algorithm 'grop'" in proc.stderr
     assert not (tmp_path / "compare").exists()
+
+
+def test_a_run_that_logs_rollout_tokens_but_no_completion_length_is_read(tmp_path):
+    """An ES run logs rollout_tokens (its generations hold population x prompts x samples completions); reading
+    it evaluated completion_len anyway (a dict.get default is computed first) and the report refused the run."""
+    import json
+
+    import yaml
+
+    from rlreason.compare.runs import load_run
+
+    run = tmp_path / "es-s0"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(yaml.safe_dump({"seed": 0, "algorithm": {"name": "es"}, "tasks": {
+        "eval": ["arithmetic"]}, "rollout": {"prompts_per_step": 16, "group_size": 2}}))
+    rows = [{"kind": "eval", "step": 0, "arithmetic/accuracy": 0.2}]
+    rows += [{"kind": "train", "step": s, "reward_mean": 0.2, "rollout_tokens": 1000.0, "step_time_s": 2.0}
+             for s in (1, 2)]
+    rows += [{"kind": "eval", "step": 2, "arithmetic/accuracy": 0.25}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (run / "summary.json").write_text(json.dumps({"wall_s": 5.0}))
+    record = load_run(run)
+    assert record.tokens == [1000.0, 2000.0] and record.eval_accuracy == [0.2, 0.25]

@@ -59,7 +59,8 @@ def _read(run_dir: Path) -> RunRecord:
     per_step = recipe["rollout"]["prompts_per_step"] * recipe["rollout"]["group_size"]
     tokens, seconds, t, s = [], [], 0.0, 0.0
     for r in train:
-        t += r.get("rollout_tokens", r["completion_len"] * per_step)
+        # (not r.get(key, default): the default is evaluated first, and a run without completion_len failed)
+        t += r["rollout_tokens"] if "rollout_tokens" in r else r["completion_len"] * per_step
         s += r["step_time_s"]
         tokens.append(t)
         seconds.append(s)

@@ -98,11 +98,13 @@ class ESSteps:
         self.archive.consider(ctx, step, members, rewards, accuracies, sigma, a.perturb_rank)
         stats = ray.get(ctx.learner.es_step.remote(members, weights.tolist(), lr, a.perturb_rank))
         sync = push_weights(ctx)
-        tokens = sum(len(c.completion_ids) for groups in scored for g in groups for c in g.completions)
+        lengths = [len(c.completion_ids) for groups in scored for g in groups for c in g.completions]
+        tokens = sum(lengths)
         return {"reward_mean": statistics.fmean(rewards), "reward_std": statistics.pstdev(rewards),
                 "accuracy": statistics.fmean(accuracies), "es_reward_max": max(rewards),
                 "es_reward_min": min(rewards), "es_best_accuracy": max(accuracies), "es_sigma": sigma, "lr": lr,
                 "es_population": float(len(members)), "rollout_tokens": float(tokens), "rollout_time_s": gen_time,
+                "completion_len": statistics.fmean(lengths),
                 "rollout_tokens_per_s": tokens / max(gen_time, 1e-9), **stats, **sync,
                 "step_time_s": time.perf_counter() - start}
 
