@@ -73,7 +73,7 @@ def noise(seed: int, name: str, shape: tuple[int, ...], rank: int = 0) -> torch.
 def perturbed(mean: dict[str, torch.Tensor], seed: int, sign: int, sigma: float, rank: int = 0
               ) -> dict[str, torch.Tensor]:
     """A member: theta + sigma * sign * eps(seed), in each tensor's own dtype."""
-    return {name: (t.float() + sigma * sign * noise(seed, name, tuple(t.shape), rank)).to(t.dtype)
+    return {name: (t.float() + sigma * sign * noise(seed, name, tuple(t.shape), rank).to(t.device)).to(t.dtype)
             for name, t in mean.items()}
 
 
@@ -102,7 +102,7 @@ def update(mean: dict[str, torch.Tensor], members: list[tuple[int, int]], weight
         for name, t in step.items():
             t.add_(noise(seed, name, tuple(t.shape), rank), alpha=lr / n * w * sign)
     norm = math.sqrt(sum(float(t.pow(2).sum()) for t in step.values()))
-    return {name: (mean[name].float() + step[name]).to(mean[name].dtype) for name in mean}, norm
+    return {name: (mean[name].float() + step[name].to(mean[name].device)).to(mean[name].dtype) for name in mean}, norm
 
 
 def _no_loss(*_):

@@ -36,9 +36,10 @@ def check_recipe(cfg: RunConfig) -> None:
     if cfg.algorithm.served_members and not cfg.model.uses_lora:
         raise RecipeError(f"algorithm.name: {cfg.algorithm.name!r} evolves a population of LoRA adapters; set "
                           "model.lora (e.g. model.lora.rank=8)")
-    if cfg.algorithm.served_members and (r.mode != "sync" or cfg.continual.phases or cfg.tasks.stream):
+    if cfg.algorithm.served_members and (r.mode != "sync" or cfg.continual.phases or cfg.tasks.stream
+                                         or cfg.continual.adapters != "shared"):
         raise RecipeError(f"algorithm.name: {cfg.algorithm.name!r} runs its own generations in rlreason train "
-                          "(rollout.mode sync, no continual phases or stream)")
+                          "(rollout.mode sync, no continual phases, adapters or stream)")
     if t.learners > 1 and cfg.continual.cbp_every:
         raise RecipeError("continual.cbp_every: continual backprop runs on one learner (its utilities are per rank); "
                           "set train.learners=1 or continual.cbp_every=0")

@@ -177,6 +177,10 @@ def test_tensor_parallel_wider_than_any_node_and_a_bundle_no_node_holds():
      "shares one GPU per pair; rollout.gpus_per_worker + train.gpus_per_learner is 1.5 (at most 1, e.g. 0.5 each)"),
     (["train.gpus_per_learner=2"], "train.gpus_per_learner: 2; a learner uses one GPU (more learners: "
      "train.learners)"),
+    (["algorithm.name=es", "model.lora.rank=4", "continual.adapters=per_phase"], "algorithm.name: 'es' runs its own "
+     "generations in rlreason train (rollout.mode sync, no continual phases, adapters or stream)"),
+    (["algorithm.name=es"], "algorithm.name: 'es' evolves a population of LoRA adapters; set model.lora (e.g. "
+     "model.lora.rank=8)"),
     (["rollout.push=collective", "rollout.mode=async"], "rollout.push: 'collective' is for rollout.mode sync (an "
      "engine still generating would hold the learner in the broadcast); allowed here: auto, object_store"),
     (["train.learners=2", "model.lora.rank=4", "continual.cbp_every=5"], "continual.cbp_every: continual backprop "

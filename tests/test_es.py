@@ -154,3 +154,22 @@ def test_es_trains_through_rlreason_train_and_keeps_its_elites(tmp_path):
         assert (Path(elite["path"]) / "adapter_model.safetensors").is_file()
     assert len(list((out / "elites").iterdir())) == 2  # the ones that fell out of the archive are deleted
     assert (out / "final" / "adapter_config.json").is_file()
+
+
+def test_the_archive_forgets_generations_a_resumed_run_replays_and_size_0_keeps_none(tmp_path):
+    import json
+
+    from rlreason.es.driver import Archive, Elite
+
+    elites = []
+    for generation in (1, 2, 3):
+        path = tmp_path / "elites" / f"g{generation}"
+        path.mkdir(parents=True)
+        elites.append(Elite(generation, 10 + generation, 1, 0.005, 0.5 - generation / 10, 0.4, str(path)))
+    (tmp_path / "es_archive.json").write_text(json.dumps([e.__dict__ for e in elites]))
+    archive = Archive(3, tmp_path)  # (a resumed run reads the archive back)
+    assert [e.generation for e in archive.elites] == [1, 2, 3]
+    archive.forget_from(2)  # resumed after generation 1: 2 and 3 come again
+    assert [e.generation for e in archive.elites] == [1]
+    assert sorted(p.name for p in (tmp_path / "elites").iterdir()) == ["g1"]
+    Archive(0, tmp_path).consider(None, 4, [(1, 1)], [0.9], [0.9], 0.005, 0)  # no archive: nothing asked, no error

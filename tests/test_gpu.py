@@ -84,3 +84,15 @@ def test_two_learner_processes_on_one_device_make_the_update_of_one(tiny_model_p
         assert got_loss == pytest.approx(loss, rel=1e-3)
         for a, b in zip(params, want):
             torch.testing.assert_close(a, b, rtol=0, atol=5e-5)
+
+
+def test_es_members_and_updates_stay_on_the_mean_adapters_device():
+    """A collective push leaves the engine's adapter on the GPU: members and updates are built there."""
+    from rlreason.algorithms.es import member_seeds, normalized, perturbed, update
+
+    mean = {"x.lora_A.weight": torch.zeros(4, 8, device="cuda"), "x.lora_B.weight": torch.zeros(8, 4, device="cuda")}
+    member = perturbed(mean, 3, -1, 0.01)
+    assert all(t.device.type == "cuda" for t in member.values())
+    members = member_seeds(0, 1, 4, True)
+    new, norm = update(mean, members, normalized([0.1, 0.4, 0.2, 0.3], "zscore"), 0.01)
+    assert all(t.device.type == "cuda" for t in new.values()) and norm > 0

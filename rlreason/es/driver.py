@@ -45,20 +45,32 @@ class Archive:
         if saved.is_file():  # a resumed run keeps its archive
             self.elites = [Elite(**e) for e in json.loads(saved.read_text())]
 
+    def forget_from(self, generation: int) -> None:
+        """Drop elites of ``generation`` and later (a resumed run generates them again)."""
+        for elite in [e for e in self.elites if e.generation >= generation]:
+            _remove(Path(elite.path))
+        self.elites = [e for e in self.elites if e.generation < generation]
+
     def consider(self, ctx: Context, generation: int, members, rewards, accuracies, sigma: float, rank: int) -> None:
         import ray
 
+        if self.size == 0:
+            return
         for (seed, sign), reward, acc in sorted(zip(members, rewards, accuracies), key=lambda x: -x[1]):
             if len(self.elites) >= self.size and reward <= self.elites[-1].reward:
                 break
-            path = self.run_dir / "elites" / f"g{generation}-s{seed}{'+' if sign > 0 else '-'}"
-            ray.get(ctx.learner.es_save_member.remote(seed, sign, sigma, rank, str(path.resolve())))
+            path = (self.run_dir / "elites" / f"g{generation}-s{seed}{'+' if sign > 0 else '-'}").resolve()
+            if any(e.path == str(path) for e in self.elites):
+                continue
+            ray.get(ctx.learner.es_save_member.remote(seed, sign, sigma, rank, str(path)))
             self.elites.append(Elite(generation, seed, sign, sigma, reward, acc, str(path)))
             self.elites.sort(key=lambda e: (-e.reward, e.generation))
             for dropped in self.elites[self.size:]:
                 _remove(Path(dropped.path))
             self.elites = self.elites[:self.size]
-        (self.run_dir / "es_archive.json").write_text(json.dumps([asdict(e) for e in self.elites], indent=2))
+        tmp = self.run_dir / "es_archive.json.tmp"
+        tmp.write_text(json.dumps([asdict(e) for e in self.elites], indent=2))
+        tmp.replace(self.run_dir / "es_archive.json")
 
 
 def _remove(path: Path) -> None:
@@ -86,6 +98,7 @@ class ESSteps:
         if not self.pushed:  # the engines build members around the learner's mean: they must serve it first
             push_weights(ctx)
             self.pushed = True
+            self.archive.forget_from(step)  # (a resumed run: what the interrupted one kept after its checkpoint)
         sigma, lr = a.sigma * a.sigma_decay ** (step - 1), a.lr * a.lr_decay ** (step - 1)
         members = member_seeds(cfg.seed, step, a.population, a.antithetic)
         problems = take_fitting(ctx, self.stream, cfg.rollout.prompts_per_step)
@@ -95,6 +108,8 @@ class ESSteps:
         rewards = [statistics.fmean(s for g in groups for s in g.rewards) for groups in scored]
         accuracies = [statistics.fmean(r.correct for g in groups for r in g.results) for groups in scored]
         weights = normalized(rewards, a.normalize)
+        if not bool(weights.isfinite().all()):
+            raise ValueError(f"es: non-finite member rewards {rewards} at generation {step}; check the verifier")
         self.archive.consider(ctx, step, members, rewards, accuracies, sigma, a.perturb_rank)
         stats = ray.get(ctx.learner.es_step.remote(members, weights.tolist(), lr, a.perturb_rank))
         sync = push_weights(ctx)

@@ -94,16 +94,22 @@ class AdapterVersions:
 
         self._member_ids += 1
         directory = self.root / f"member-{self._member_ids}"
-        write_adapter(directory, self.config, tensors)
         request = self._request_cls(name, self._member_ids, str(directory))
-        if not self._llm.llm_engine.add_lora(request):
+        try:
+            write_adapter(directory, self.config, tensors)
+            if not self._llm.llm_engine.add_lora(request):
+                raise RuntimeError(f"vLLM refused adapter {name}")
+        except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
-            raise RuntimeError(f"vLLM refused adapter {name}")
+            raise
         return request
 
     def drop_members(self, requests: list) -> None:
-        for request in requests:
-            self._llm.llm_engine.remove_lora(request.lora_int_id)
+        for request in requests:  # each one, whatever happened to the others
+            try:
+                self._llm.llm_engine.remove_lora(request.lora_int_id)
+            except Exception:  # noqa: BLE001 - not loaded (a failed batch): its files still go
+                pass
             shutil.rmtree(request.lora_path, ignore_errors=True)
 
     def loaded(self) -> set[int]:
