@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlreason.algorithms.es import member_seeds, normalized
-from rlreason.controller import Context, push_weights, reseed_engines, score, take_fitting
+from rlreason.controller import Context, gathered, push_weights, reseed_engines, score, take_fitting
 from rlreason.rollout.engine import SamplingSpec
 from rlreason.rollout.recovery import on_workers
 
@@ -133,8 +133,4 @@ class ESSteps:
         start = time.perf_counter()
         done = on_workers(self.ctx, {i: (lambda w, s=share, i=i: w.generate_population.remote(
             problems, sampling, s, sigma, cfg.algorithm.perturb_rank, f"g{step}w{i}")) for i, share in shares.items()})
-        out = [None] * len(members)
-        for i, groups_per_member in done.items():
-            for j, groups in enumerate(groups_per_member):
-                out[i + j * n] = groups
-        return out, time.perf_counter() - start
+        return [groups for _, groups in gathered(members, n, done)], time.perf_counter() - start

@@ -14,6 +14,7 @@ member back). Synchronous rollouts only: an engine still generating would hold t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -93,7 +94,7 @@ class Channel:
         version = header[0]
         tensors: list[torch.Tensor | None] = [None] * len(spec.names)
         for dtype, indices in spec.by_dtype().items():
-            sizes = [_numel(spec.shapes[i]) for i in indices]
+            sizes = [math.prod(spec.shapes[i]) for i in indices]
             flat = torch.empty(sum(sizes), dtype=getattr(torch, dtype), device=self.device)
             self._broadcast(flat)
             for i, part in zip(indices, flat.split(sizes)):
@@ -102,13 +103,6 @@ class Channel:
         payload = pairs if spec.kind == "full" else {"config": spec.config, "tensors": dict(pairs)}
         nbytes = sum(t.numel() * t.element_size() for _, t in pairs)
         return WeightUpdate(version=int(version.item()), kind=spec.kind, payload=payload, nbytes=nbytes)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 # -- the driver's side ----------------------------------------------------------------------------------------
