@@ -136,6 +136,7 @@ def evaluate(model_dir: Path, w: Workload, workdir: Path) -> float:
     return json.loads((out / "eval.json").read_text())["tasks"]["arithmetic"]["metrics"]["pass@1"]["mean"]
 
 
+UNSHARED = ("train.shared_prefix=false", "model.attention=sdpa")
 CONTESTANTS = {"rlreason": rlreason, "trl-hf": trl, "trl-vllm": lambda w, s, d: trl(w, s, d, vllm=True),
                "floor": floor,
                # bfloat16 autocast in training, weights and generation in float32, for both sides
@@ -146,5 +147,9 @@ CONTESTANTS = {"rlreason": rlreason, "trl-hf": trl, "trl-vllm": lambda w, s, d: 
                "rlreason-async": lambda w, s, d: rlreason(w, s, d, overrides=("rollout.mode=async",),
                                                           label="rlreason-async"),
                "rlreason-bf16-async": lambda w, s, d: rlreason(w, s, d, bf16=True, overrides=("rollout.mode=async",),
-                                                               label="rlreason-bf16-async")}
+                                                               label="rlreason-bf16-async"),
+               # ablation (not run by default): the learner without the shared-prefix forward and eager attention
+               "rlreason-unshared": lambda w, s, d: rlreason(w, s, d, overrides=UNSHARED, label="rlreason-unshared"),
+               "rlreason-bf16-unshared": lambda w, s, d: rlreason(w, s, d, bf16=True, overrides=UNSHARED,
+                                                                  label="rlreason-bf16-unshared")}
 DEFAULT = ("rlreason", "trl-hf", "trl-vllm", "floor", "rlreason-bf16", "trl-hf-bf16", "trl-vllm-bf16")

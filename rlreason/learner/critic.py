@@ -18,7 +18,8 @@ class Critic(torch.nn.Module):
         if layout == "separate":
             from transformers import AutoModel
 
-            self.trunk = AutoModel.from_pretrained(path, dtype=torch.float32)
+            self.trunk = AutoModel.from_pretrained(path, dtype=torch.float32,
+                                                   attn_implementation=policy.config._attn_implementation)
         elif layout != "head":
             raise ValueError(f"critic layout {layout!r} (allowed: separate, head)")
         self.head = torch.nn.Linear(policy.config.hidden_size, 1)

@@ -26,6 +26,7 @@ from rlreason.learner.critic import Critic
 from rlreason.learner.data_parallel import DataParallel
 from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
 from rlreason.learner.policy import build_policy
+from rlreason.learner.shared_prefix import Plan, prompt_lengths, worth_it
 from rlreason.registry import load_plugins
 from rlreason.rollout.weight_channel import WeightSender
 from rlreason.types import TrainBatch, TrainStats, WeightUpdate
@@ -33,7 +34,8 @@ from rlreason.types import TrainBatch, TrainStats, WeightUpdate
 
 def by_length(batch: TrainBatch, rows: torch.Tensor) -> torch.Tensor:
     """``rows`` shortest first: consecutive micro-batches then hold rows of similar length, each trimmed to its
-    own longest (rows are right-padded), so little compute goes to padding. The step's loss is a sum over
+    own longest (rows are right-padded), so little compute goes to padding (and rows of one group, which tend to
+    have similar lengths, often share a micro-batch and its prompt pass). The step's loss is a sum over
     micro-batches normalised by the whole step's counts: the order changes nothing else."""
     return rows[torch.argsort(batch.attention_mask[rows].sum(1), stable=True)]
 
@@ -126,12 +128,21 @@ class Learner(ActorInfo, WeightSender, ESMean):
         out.update(prep.metrics or {}, **self.policy.weight_metrics(), learner_time_s=time.perf_counter() - start)
         return TrainStats(version=self.version, metrics=out)
 
-    def _forward(self, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = True, model=None):
+    def _plan(self, batch: TrainBatch, rows: torch.Tensor, width: int) -> Plan | None:
+        """How ``rows`` share their prompts, when the recipe allows it and it saves enough."""
+        if not self.cfg.train.shared_prefix:
+            return None
+        attn = batch.attention_mask[rows, :width]
+        plan = Plan(batch.input_ids[rows, :width], attn, batch.group_ids[rows],
+                    prompt_lengths(batch.loss_mask[rows, :width], attn))
+        return plan if worth_it(plan) else None
+
+    def _forward(self, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = True, model=None, plan=None):
         """Policy (or ``model``) forward under the recipe's precision; critic values when there is a critic and
         this is the policy's own forward."""
         with autocast(self.device, self.cfg.model.dtype):
             out = policy_forward(self.model if model is None else model, ids, attn, with_entropy,
-                                 self.cfg.train.fp32_logits)
+                                 self.cfg.train.fp32_logits, plan)
             values = None
             if self.critic is not None and model is None:
                 values = self.critic(ids, attn, out.hidden)
@@ -143,7 +154,8 @@ class Learner(ActorInfo, WeightSender, ESMean):
         def pick(x):
             return None if x is None else x[micro, :width]
 
-        out, values = self._forward(pick(batch.input_ids), pick(batch.attention_mask))
+        out, values = self._forward(pick(batch.input_ids), pick(batch.attention_mask),
+                                    plan=self._plan(batch, micro, width))
         return LossInputs(
             logprobs=out.logprobs, old_logprobs=out.logprobs.detach() if prep.old is None else pick(prep.old),
             advantages=pick(prep.advantages), loss_mask=pick(batch.loss_mask), entropy=out.entropy,
@@ -158,7 +170,8 @@ class Learner(ActorInfo, WeightSender, ESMean):
         counts = step_counts(batch, rows)
         sums: dict[str, float] = {}
         ratios = []  # per micro-batch: [B, T] log-ratios learner / engine, for one ESS over the optimizer step
-        for micro in self.dp.share(by_length(batch, rows)).split(t.micro_batch_size):  # this rank's rows
+        order = by_length(batch, rows)
+        for micro in self.dp.share(order).split(t.micro_batch_size):  # this rank's rows
             if len(micro) == 0:  # fewer rows than ranks: this one has none (it still joins every collective)
                 continue
             inputs = self._loss_inputs(batch, micro, prep, counts)
@@ -236,12 +249,14 @@ class Learner(ActorInfo, WeightSender, ESMean):
         """Logprobs (and critic values) over the batch in micro-batches: the policy's, or ``model``'s."""
         logps = torch.zeros_like(batch.loss_mask)
         values = torch.zeros_like(logps) if self.critic is not None and model is None else None
-        mine = self.dp.share(by_length(batch, torch.arange(batch.size, device=self.device)))
+        everyone = torch.arange(batch.size, device=self.device)
+        mine = self.dp.share(by_length(batch, everyone))
         for rows in mine.split(self.cfg.train.micro_batch_size):
             if len(rows) == 0:
                 continue
             width = _width(batch, rows)
-            out, v = self._forward(batch.input_ids[rows, :width], batch.attention_mask[rows, :width], False, model)
+            out, v = self._forward(batch.input_ids[rows, :width], batch.attention_mask[rows, :width], False, model,
+                                   self._plan(batch, rows, width))
             logps[rows, :width] = out.logprobs
             if v is not None:
                 values[rows, :width] = v

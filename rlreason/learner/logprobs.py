@@ -29,10 +29,17 @@ def autocast(device: torch.device, dtype: str):
 
 
 def policy_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False,
-                   fp32_logits: bool = True) -> PolicyOutput:
+                   fp32_logits: bool = True, plan=None) -> PolicyOutput:
     """One forward pass. With ``fp32_logits`` the LM head and the softmax run in float32 even under autocast
-    (the precision fix of ScaleRL, arXiv 2510.13786); otherwise in whatever dtype the forward runs in."""
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    (the precision fix of ScaleRL, arXiv 2510.13786); otherwise in whatever dtype the forward runs in. With a
+    ``plan`` (``shared_prefix.Plan``) each group's prompt runs through the body once."""
+    hidden = None
+    if plan is not None:
+        from rlreason.learner.shared_prefix import shared_prefix_hidden
+
+        hidden = shared_prefix_hidden(model.base_model, model.config, input_ids, attention_mask, plan)
+    if hidden is None:
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     head = model.get_output_embeddings()
     h = hidden[:, :-1]
     if fp32_logits:

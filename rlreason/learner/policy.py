@@ -23,10 +23,12 @@ from rlreason.modelinfo import LORA_SERVABLE, lora_target_candidates
 from rlreason.types import WeightUpdate
 
 
-def _load(path: str, device: torch.device):
+def _load(cfg: RunConfig, device: torch.device):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model.resolved_path(), dtype=torch.float32,
+                                                 attn_implementation=cfg.model.attention_for(device.type))
+    model = model.to(device)
     model.config.use_cache = False
     return model
 
@@ -46,10 +48,10 @@ class FullPolicy:
 
     def __init__(self, cfg: RunConfig, device: torch.device) -> None:
         self.path = cfg.model.resolved_path()
-        self.model = _load(self.path, device)
+        self.model = _load(cfg, device)
         self._reference = None
         if cfg.algorithm.needs_reference:
-            self._reference = _load(self.path, device).eval().requires_grad_(False)
+            self._reference = _load(cfg, device).eval().requires_grad_(False)
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return list(self.model.parameters())
@@ -112,7 +114,7 @@ class LoraPolicy:
         from peft import PeftModel, get_peft_model
 
         self.path = cfg.model.resolved_path()
-        base = _load(self.path, device)
+        base = _load(cfg, device)
         if cfg.model.adapter is not None:
             self.peft = PeftModel.from_pretrained(base, cfg.model.adapter, is_trainable=True)
         else:
