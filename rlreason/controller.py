@@ -123,21 +123,24 @@ def as_configured(cfg: RunConfig, problem: Problem) -> Problem:
     return problem
 
 
-def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec) -> list[tuple[Problem, list]]:
+def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec,
+             adapter: dict | None = None) -> list[tuple[Problem, list]]:
     """Spread problems over the rollout workers (a worker that dies is restarted and its share generated again);
-    keep the input order."""
+    keep the input order. ``adapter``: tensors of an adapter of the policy's shape, served instead of it."""
     return gathered(problems, len(ctx.workers), on_workers(ctx, generate_calls(problems, len(ctx.workers),
-                                                                             sampling)))
+                                                                             sampling, adapter=adapter)))
 
 
 def generate_calls(problems: list[Problem], n: int, sampling: SamplingSpec,
-                   seeds: dict[int, int] | None = None) -> dict[int, Callable]:
+                   seeds: dict[int, int] | None = None, adapter: dict | None = None) -> dict[int, Callable]:
     """Worker ``i``'s share of ``problems`` (every n-th), as a call for ``rollout.recovery`` (seeding the
     worker's sampling first, with ``seeds``)."""
     def call(i: int, chunk: list[Problem]) -> Callable:
         def send(worker):
             if seeds is not None:
                 worker.reseed.remote(seeds[i])  # (an actor runs its calls in order: this one comes first)
+            if adapter is not None:
+                return worker.generate.remote(chunk, sampling, adapter)
             return worker.generate.remote(chunk, sampling)
         return send
 
@@ -303,26 +306,27 @@ def load_tokenizer(cfg: RunConfig):
     return DriverTokenizer(cfg.model.resolved_path())
 
 
-def evaluate_groups(ctx: Context, name: str, n: int, temperature: float) -> tuple[list[ScoredGroup], int]:
+def evaluate_groups(ctx: Context, name: str, n: int, temperature: float,
+                    adapter: dict | None = None) -> tuple[list[ScoredGroup], int]:
     """Task ``name``'s held-out problems that fit the context, ``n`` completions each, scored; and how many
-    problems did not fit."""
+    problems did not fit. ``adapter``: tensors of an adapter evaluated instead of the policy."""
     # No per-request seed: vLLM's CPU sampler rejects seeded generators ("CPU Generator does not use offset").
     sampling = SamplingSpec(n, ctx.cfg.rollout.max_tokens, temperature, ctx.cfg.rollout.top_p)
     problems, too_long = fitting(ctx, eval_problems(ctx.cfg, name))
-    return (score(ctx, generate(ctx, problems, sampling)) if problems else []), too_long
+    return (score(ctx, generate(ctx, problems, sampling, adapter)) if problems else []), too_long
 
 
-def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None) -> dict[str, float]:
+def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None, adapter: dict | None = None) -> dict[str, float]:
     """Held-out metrics per task (default: the eval tasks): ``eval.samples`` completions per problem at
     ``eval.temperature``; ``<task>/accuracy`` is pass@1, then pass@n and maj@n (the same code as ``rlreason
-    eval``)."""
+    eval``). ``adapter``: tensors of an adapter of the policy's shape (an ES elite) evaluated instead of it."""
     from rlreason.evaluation.metrics import group_summary
     from rlreason.verifiers import same_answer_of
 
     cfg, out = ctx.cfg, {}
     ks = sorted({1, cfg.eval.samples})
     for name in cfg.tasks.eval if tasks is None else tasks:
-        groups, too_long = evaluate_groups(ctx, name, cfg.eval.samples, cfg.eval.temperature)
+        groups, too_long = evaluate_groups(ctx, name, cfg.eval.samples, cfg.eval.temperature, adapter)
         summary = group_summary(groups, ks, same_answer_of(groups[0].problem.verifier)) if groups else {}
         out[f"{name}/accuracy"] = summary["pass@1"]["mean"] if groups else float("nan")  # nothing fit: unknown
         out.update({f"{name}/{m}@{cfg.eval.samples}": summary[f"{m}@{cfg.eval.samples}"]["mean"]

@@ -132,13 +132,72 @@ def test_an_engine_serves_every_member_at_once_as_the_learner_builds_it(populati
     assert max(abs(a - b) for a, b in zip(other, firsts[0])) > 1e-2  # member 1 is not member 0
 
 
+def test_an_engine_serves_a_saved_member_for_evaluation(population_engine, tmp_path):
+    """A member the archive keeps (its tensors, as ``es_save_member`` returns them) is served by
+    ``generate(adapter=)``: the sampled tokens' logprobs are the learner's under that member, not the policy's; it
+    is unloaded afterwards; the member's directory holds the same tensors."""
+    from safetensors.torch import load_file
+
+    from peft import set_peft_model_state_dict
+
+    from rlreason.config import load_config
+    from rlreason.learner.learner import Learner
+    from rlreason.rollout.engine import SamplingSpec
+    from rlreason.tasks import get_task
+
+    learner = Learner(load_config(None, ES))
+    learner.version = 10  # (the engine is shared by this module's tests: each pushes a version of its own)
+    engine = population_engine
+    engine.load_weights(learner.export_weights())
+    mean = learner.export_weights().payload["tensors"]
+    seed, sign = member_seeds(0, 2, 2, antithetic=True)[0]
+    tensors = learner.es_save_member(seed, sign, 0.3, 0, str(tmp_path / "elite"))
+    on_disk = load_file(str(tmp_path / "elite" / "adapter_model.safetensors"))
+    assert on_disk.keys() == tensors.keys() and all(torch.equal(on_disk[k], tensors[k]) for k in tensors)
+    problems = [p for p, _ in zip(get_task("arithmetic").train_problems(seed=4), range(2))]
+    groups = engine.generate(problems, SamplingSpec(n=2, max_tokens=24), adapter=tensors)
+    assert engine.adapters.loaded() == {engine.adapters.current.lora_int_id}  # the member is gone again
+    member, policy = [], []
+    for group in groups:
+        for c in group:
+            set_peft_model_state_dict(learner.policy.peft, perturbed(mean, seed, sign, 0.3))
+            member += [abs(a - b) for a, b in zip(learner.sequence_logprobs(c.prompt_ids, c.completion_ids),
+                                                  c.logprobs)]
+            set_peft_model_state_dict(learner.policy.peft, mean)
+            policy += [abs(a - b) for a, b in zip(learner.sequence_logprobs(c.prompt_ids, c.completion_ids),
+                                                  c.logprobs)]
+    assert max(member) < 2e-3 and max(policy) > 1e-2
+
+
+def test_greedy_members_answer_the_same_way_every_time(population_engine):
+    """algorithm.greedy: a member's reward depends on its perturbation only (the same completions on a second
+    evaluation), while members still answer differently."""
+    from rlreason.config import load_config
+    from rlreason.learner.learner import Learner
+    from rlreason.rollout.engine import SamplingSpec
+    from rlreason.tasks import get_task
+
+    engine = population_engine
+    learner = Learner(load_config(None, ES))
+    learner.version = 20  # (a version of its own in the shared engine)
+    engine.load_weights(learner.export_weights())
+    problems = [p for p, _ in zip(get_task("arithmetic").train_problems(seed=5), range(4))]
+    members = member_seeds(0, 3, 4, antithetic=True)
+    spec = SamplingSpec(n=1, max_tokens=24, temperature=0.0)
+    runs = [[[c.completion_ids for g in groups for c in g] for groups in
+             engine.generate_population(problems, spec, members, 0.3)] for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert len({str(member) for member in runs[0]}) > 1
+
+
 def test_es_trains_through_rlreason_train_and_keeps_its_elites(tmp_path):
     import json
     from pathlib import Path
 
     run = subprocess.run([str(Path(sys.executable).parent / "rlreason"), "train", *ES[:3], "algorithm.elites=2",
                           "train.steps=3", "rollout.prompts_per_step=12", "rollout.group_size=2", "eval.before=false",
-                          "eval.after=false", "output.tensorboard=false"], cwd=tmp_path, capture_output=True,
+                          "eval.after=false", "eval.every=2", "tasks.eval=[arithmetic]", "tasks.eval_size=8",
+                          "eval.samples=2", "output.tensorboard=false"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "runs" / "tiny-grpo"
@@ -148,12 +207,34 @@ def test_es_trains_through_rlreason_train_and_keeps_its_elites(tmp_path):
     assert all(x["es_population"] == 4 and x["es_reward_max"] >= x["reward_mean"] >= x["es_reward_min"]
                for x in steps)
     assert any(x["es_update_norm"] > 0 for x in steps)  # (all members equal: z-scores 0, no step)
+    # the best member's held-out accuracy beside the mean's, at the evaluation step only
+    assert [("es_best/arithmetic/accuracy" in x) for x in steps] == [False, True, False]
+    assert 0 <= steps[1]["es_best/arithmetic/accuracy"] <= 1
+    evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in evals if x["kind"] == "eval"] == [2]
     archive = json.loads((out / "es_archive.json").read_text())
     assert len(archive) == 2 and archive[0]["reward"] >= archive[1]["reward"]
+    assert any(e["heldout"].get("arithmetic/accuracy") == steps[1]["es_best/arithmetic/accuracy"] for e in archive) \
+        or all(e["generation"] == 3 for e in archive)  # (unless generation 3 replaced both)
     for elite in archive:
         assert (Path(elite["path"]) / "adapter_model.safetensors").is_file()
     assert len(list((out / "elites").iterdir())) == 2  # the ones that fell out of the archive are deleted
     assert (out / "final" / "adapter_config.json").is_file()
+
+
+def test_greedy_es_runs_one_answer_per_problem(tmp_path):
+    import json
+    from pathlib import Path
+
+    run = subprocess.run([str(Path(sys.executable).parent / "rlreason"), "train", *ES[:3], "algorithm.greedy=true",
+                          "algorithm.elites=0", "train.steps=2", "rollout.prompts_per_step=6", "rollout.group_size=4",
+                          "eval.before=false", "eval.after=false", "output.tensorboard=false",
+                          "output.save_model=false"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    steps = [json.loads(x) for x in (tmp_path / "runs" / "tiny-grpo" / "metrics.jsonl").read_text().splitlines()]
+    # 4 members x 6 problems x 1 greedy answer (rollout.group_size does not apply)
+    assert [x["rollout_tokens"] / x["completion_len"] for x in steps if x["kind"] == "train"] == \
+        pytest.approx([24.0, 24.0])
 
 
 def test_the_archive_forgets_generations_a_resumed_run_replays_and_size_0_keeps_none(tmp_path):

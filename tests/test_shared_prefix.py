@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlreason.batching import build_train_batch
-from rlreason.config import ModelConfig, load_config
+from rlreason.config import load_config
 from rlreason.learner.learner import Learner
 from rlreason.learner.logprobs import policy_forward
 from rlreason.learner.shared_prefix import Plan, prompt_lengths, shared_prefix_hidden, worth_it
@@ -78,7 +78,7 @@ def test_rows_whose_prompts_differ_take_the_plain_forward(tokenizer):
     assert not plan.prompts_agree() and not worth_it(plan)
     alone = torch.arange(batch.size)  # every row its own group: nothing to share
     plan = Plan(batch.input_ids, batch.attention_mask, alone, prompt_lengths(batch.loss_mask, batch.attention_mask))
-    assert plan.saved_share() == 0 and not worth_it(plan)
+    assert plan.saved_share() <= 0 and not worth_it(plan)
 
 
 def test_a_sliding_window_model_falls_back_to_the_plain_forward(tokenizer):
@@ -119,16 +119,43 @@ def test_the_learner_takes_the_same_step_with_shared_prefixes(tokenizer, algorit
 
 
 def test_attention_auto_is_eager_on_cpu_for_short_rows_and_both_kernels_agree(tiny_model_path, tokenizer):
+    from rlreason.learner.attention import eager_fits, fit_attention, load_choice
+
+    assert load_choice("auto", "cpu") == "eager" and load_choice("auto", "cuda") == "sdpa"
+    assert load_choice("sdpa", "cpu") == "sdpa"
     cfg = load_config(None, [])
-    assert cfg.model.attention_for("cpu") == "eager" and cfg.model.attention_for("cuda") == "sdpa"
-    assert ModelConfig(max_model_len=2048).attention_for("cpu") == "sdpa"  # long rows: the flash kernel wins
-    assert load_config(None, ["model.attention=sdpa"]).model.attention_for("cpu") == "sdpa"
     learner = Learner(cfg)
-    assert learner.model.config._attn_implementation == "eager"
+    model = learner.model
+    assert model.config._attn_implementation == "eager"
+    assert eager_fits(model.config, 64, 256) and not eager_fits(model.config, 1, 768)  # long rows: flash wins
+    assert not eager_fits(model.config, 64, 256, budget=2**20)  # attention matrices over the budget
     batch = build_train_batch(_groups(tokenizer), cfg.algorithm)
-    sdpa = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32, attn_implementation="sdpa")
-    with torch.no_grad():
-        a = policy_forward(learner.model, batch.input_ids, batch.attention_mask).logprobs
-        b = policy_forward(sdpa, batch.input_ids, batch.attention_mask).logprobs
     on = batch.loss_mask.bool()
-    torch.testing.assert_close(a[on], b[on], rtol=0, atol=2e-5)
+    with torch.no_grad():
+        eager = policy_forward(model, batch.input_ids, batch.attention_mask).logprobs
+        fit_attention(model, *batch.input_ids.shape, budget=2**10)
+        assert model.config._attn_implementation == "sdpa"
+        sdpa = policy_forward(model, batch.input_ids, batch.attention_mask).logprobs
+        fit_attention(model, *batch.input_ids.shape)
+        assert model.config._attn_implementation == "eager"
+    torch.testing.assert_close(eager[on], sdpa[on], rtol=0, atol=2e-5)
+
+
+def test_a_row_whose_loss_starts_later_shares_only_the_common_prompt(tiny_model_path, tokenizer):
+    """Rows of one group with different prompt lengths (here: a row whose first completion tokens are not
+    trained on): the group shares the shortest prompt, the rest of the longer row runs in its suffix."""
+    cfg = load_config(None, [])
+    batch = build_train_batch(_groups(tokenizer), cfg.algorithm)
+    row = int(torch.nonzero(batch.loss_mask.sum(1) > 4)[0])
+    first = int(torch.argmax(batch.loss_mask[row]))
+    batch.loss_mask[row, first:first + 3] = 0
+    lens = prompt_lengths(batch.loss_mask, batch.attention_mask)
+    plan = Plan(batch.input_ids, batch.attention_mask, batch.group_ids, lens)
+    group = batch.group_ids == batch.group_ids[row]
+    assert int(lens[row]) == first + 3 and int(plan.row_prefix[row]) == int(lens[group].min()) == first
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    with torch.no_grad():
+        plain = policy_forward(model, batch.input_ids, batch.attention_mask)
+        shared = policy_forward(model, batch.input_ids, batch.attention_mask, plan=plan)
+    real = batch.attention_mask.bool()
+    torch.testing.assert_close(shared.logprobs[real], plain.logprobs[real], rtol=0, atol=5e-5)

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rlreason.algorithms.es import member_seeds, normalized
-from rlreason.controller import Context, gathered, push_weights, reseed_engines, score, take_fitting
+from rlreason.controller import (Context, evaluate, gathered, push_weights, reseed_engines, score,
+                                 take_fitting)
 from rlreason.rollout.engine import SamplingSpec
 from rlreason.rollout.recovery import on_workers
 
@@ -34,6 +35,7 @@ class Elite:
     reward: float
     accuracy: float
     path: str
+    heldout: dict = field(default_factory=dict)  # its held-out metrics, once evaluated (``es_best/*``)
 
 
 class Archive:
@@ -41,6 +43,7 @@ class Archive:
 
     def __init__(self, size: int, run_dir: Path) -> None:
         self.size, self.run_dir, self.elites = size, run_dir, []
+        self._tensors: dict[str, dict] = {}  # path -> the tensors of elites admitted by this process
         saved = run_dir / "es_archive.json"
         if saved.is_file():  # a resumed run keeps its archive
             self.elites = [Elite(**e) for e in json.loads(saved.read_text())]
@@ -62,12 +65,28 @@ class Archive:
             path = (self.run_dir / "elites" / f"g{generation}-s{seed}{'+' if sign > 0 else '-'}").resolve()
             if any(e.path == str(path) for e in self.elites):
                 continue
-            ray.get(ctx.learner.es_save_member.remote(seed, sign, sigma, rank, str(path)))
+            self._tensors[str(path)] = ray.get(ctx.learner.es_save_member.remote(seed, sign, sigma, rank, str(path)))
             self.elites.append(Elite(generation, seed, sign, sigma, reward, acc, str(path)))
             self.elites.sort(key=lambda e: (-e.reward, e.generation))
             for dropped in self.elites[self.size:]:
                 _remove(Path(dropped.path))
+                self._tensors.pop(dropped.path, None)
             self.elites = self.elites[:self.size]
+        self.save()
+
+    def tensors(self, elite: Elite) -> dict | None:
+        """The elite's adapter tensors: kept since it was admitted, else (a resumed run) read from its directory;
+        None when that directory is not on this machine."""
+        if elite.path not in self._tensors:
+            file = Path(elite.path) / "adapter_model.safetensors"
+            if not file.is_file():
+                return None
+            from safetensors.torch import load_file
+
+            self._tensors[elite.path] = load_file(str(file))
+        return self._tensors[elite.path]
+
+    def save(self) -> None:
         tmp = self.run_dir / "es_archive.json.tmp"
         tmp.write_text(json.dumps([asdict(e) for e in self.elites], indent=2))
         tmp.replace(self.run_dir / "es_archive.json")
@@ -121,13 +140,32 @@ class ESSteps:
                 "es_population": float(len(members)), "rollout_tokens": float(tokens), "rollout_time_s": gen_time,
                 "completion_len": statistics.fmean(lengths),
                 "rollout_tokens_per_s": tokens / max(gen_time, 1e-9), **stats, **sync,
-                "step_time_s": time.perf_counter() - start}
+                "step_time_s": time.perf_counter() - start, **self._best_heldout(step)}
+
+    def _best_heldout(self, step: int) -> dict[str, float]:
+        """At evaluation steps (``eval.every``, and the last step when ``eval.after``): the held-out metrics of the
+        best member kept so far (``es_best/<task>/accuracy``...), beside the mean's (the run's own evaluations).
+        Not counted in the step's time."""
+        cfg, elites = self.ctx.cfg, self.archive.elites
+        last = step == cfg.train.steps
+        due = (cfg.eval.every and step % cfg.eval.every == 0 and not last) or (cfg.eval.after and last)
+        if not due or not elites:
+            return {}
+        if not elites[0].heldout:  # (an elite still the best at the next evaluation is not evaluated again)
+            tensors = self.archive.tensors(elites[0])
+            if tensors is None:
+                return {}
+            reseed_engines(self.ctx, step, "eval")  # the seeds the mean's evaluation at this step gets
+            elites[0] = replace(elites[0], heldout=evaluate(self.ctx, adapter=tensors))
+            self.archive.save()
+        return {f"es_best/{k}": v for k, v in elites[0].heldout.items()}
 
     def _generate(self, problems, members, sigma: float, step: int):
         """Every member's groups (in member order), the members split over the workers; and the seconds taken."""
         cfg, n = self.ctx.cfg, len(self.ctx.workers)
-        sampling = SamplingSpec(n=cfg.rollout.group_size, max_tokens=cfg.rollout.max_tokens,
-                                temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+        greedy = cfg.algorithm.greedy  # one answer per problem: greedy samples would all be the same
+        sampling = SamplingSpec(n=1 if greedy else cfg.rollout.group_size, max_tokens=cfg.rollout.max_tokens,
+                                temperature=0.0 if greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                 ignore_eos=cfg.rollout.ignore_eos)
         shares = {i: members[i::n] for i in range(n) if members[i::n]}
         start = time.perf_counter()

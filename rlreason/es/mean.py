@@ -29,13 +29,14 @@ class ESMean:
         self.version += 1
         return {"es_update_norm": norm, "policy_version": float(self.version)}
 
-    def es_save_member(self, seed: int, sign: int, sigma: float, rank: int, directory: str) -> str:
-        """Write member (seed, sign) around the current mean as a PEFT adapter directory (servable, trainable)."""
+    def es_save_member(self, seed: int, sign: int, sigma: float, rank: int, directory: str) -> dict:
+        """Write member (seed, sign) around the current mean as a PEFT adapter directory (servable, trainable);
+        its tensors (CPU), so an engine on another node can serve it without reading that directory."""
         from rlreason.algorithms.es import perturbed
         from rlreason.modelinfo import write_adapter
 
         payload = self._mean()
         out = Path(directory)
-        write_adapter(out, {**payload["config"], "base_model_name_or_path": self.policy.path},
-                      perturbed(payload["tensors"], seed, sign, sigma, rank))
-        return str(out)
+        member = perturbed(payload["tensors"], seed, sign, sigma, rank)
+        write_adapter(out, {**payload["config"], "base_model_name_or_path": self.policy.path}, member)
+        return {name: t.detach().to("cpu") for name, t in member.items()}

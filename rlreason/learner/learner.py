@@ -22,6 +22,7 @@ from rlreason.algorithms.common import effective_sample_size, kl_penalty, masked
 from rlreason.batching import advantage_inputs, step_counts
 from rlreason.config import RunConfig
 from rlreason.es.mean import ESMean
+from rlreason.learner.attention import fit_attention
 from rlreason.learner.critic import Critic
 from rlreason.learner.data_parallel import DataParallel
 from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
@@ -75,6 +76,7 @@ class Learner(ActorInfo, WeightSender, ESMean):
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("train.gpus_per_learner > 0 but this learner sees no CUDA device")
         self.policy = build_policy(cfg, self.device)  # full weights or a LoRA adapter: the learner can't tell
+        self._auto_attention = cfg.model.attention == "auto" and self.device.type == "cpu"  # kernel per micro-batch
         self.model = self.policy.model
         self.critic = None
         params = self.policy.trainable()
@@ -140,9 +142,11 @@ class Learner(ActorInfo, WeightSender, ESMean):
     def _forward(self, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = True, model=None, plan=None):
         """Policy (or ``model``) forward under the recipe's precision; critic values when there is a critic and
         this is the policy's own forward."""
+        net = self.model if model is None else model
+        if self._auto_attention:
+            fit_attention(net, *ids.shape)
         with autocast(self.device, self.cfg.model.dtype):
-            out = policy_forward(self.model if model is None else model, ids, attn, with_entropy,
-                                 self.cfg.train.fp32_logits, plan)
+            out = policy_forward(net, ids, attn, with_entropy, self.cfg.train.fp32_logits, plan)
             values = None
             if self.critic is not None and model is None:
                 values = self.critic(ids, attn, out.hidden)

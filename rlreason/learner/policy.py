@@ -19,6 +19,7 @@ import torch
 
 from rlreason.config import RunConfig
 from rlreason.learner import plasticity
+from rlreason.learner.attention import load_choice
 from rlreason.modelinfo import LORA_SERVABLE, lora_target_candidates
 from rlreason.types import WeightUpdate
 
@@ -27,7 +28,7 @@ def _load(cfg: RunConfig, device: torch.device):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(cfg.model.resolved_path(), dtype=torch.float32,
-                                                 attn_implementation=cfg.model.attention_for(device.type))
+                                                 attn_implementation=load_choice(cfg.model.attention, device.type))
     model = model.to(device)
     model.config.use_cache = False
     return model

@@ -8,17 +8,18 @@ in the row layout of ``TrainBatch`` ([B, T, H], right-padded), so everything dow
 entropy, a value head) sees what the plain forward gives, up to float rounding.
 
 What it saves is ``(rows - groups) x prompt length`` tokens of the body, ~15-20% of a race step's learner
-tokens with 15-token prompts and far more with chat prompts of a few hundred tokens. It is used when the rows of a
-micro-batch share enough prompt tokens (``worth_it``) and the model's cache is plain full attention (a
-sliding-window layer would drop prompt keys); otherwise the plain forward runs.
+tokens with 15-token prompts and far more with chat prompts of a few hundred tokens. It is used when the two passes
+compute enough fewer positions than the plain one (``worth_it``, padding counted) and the model's cache is plain
+full attention (a sliding-window layer would drop prompt keys); otherwise the plain forward runs. With LoRA
+dropout, a group's rows share one dropout mask over the prompt instead of one each.
 """
 
 from __future__ import annotations
 
 import torch
 
-# The prompt tokens a micro-batch would save, as a share of its tokens, below which one plain forward is cheaper
-# than two passes (measured on the tiny model, where per-layer overhead dominates; see benchmarks/race).
+# The share of the plain forward's positions the two passes must save; below it one plain forward is cheaper (the
+# second pass costs a pass over every layer).
 MIN_SAVED_SHARE = 0.08
 
 
@@ -49,10 +50,17 @@ class Plan:
         self.width = int(self.prefix.max())
         self.input_ids = input_ids
 
+    @property
+    def suffix(self) -> int:
+        """Width of the suffix pass: the longest row after its group's prompt (at least 1)."""
+        return max(int((self.lengths - self.row_prefix).clamp(min=0).max()), 1)
+
     def saved_share(self) -> float:
-        """Prompt tokens the shared pass skips, as a share of the micro-batch's real tokens."""
-        saved = int(self.row_prefix.sum()) - int(self.prefix.sum())
-        return saved / max(int(self.lengths.sum()), 1)
+        """Token positions (padding included: it is computed too) the two passes skip, as a share of the plain
+        forward's rows x width."""
+        plain = self.input_ids.shape[0] * self.input_ids.shape[1]
+        shared = len(self.prefix) * self.width + self.input_ids.shape[0] * self.suffix
+        return (plain - shared) / plain
 
     def prompts_agree(self) -> bool:
         """Every row really begins with its group's prompt (rows of one group with different prompts, as a
@@ -85,8 +93,7 @@ def shared_prefix_hidden(body, config, input_ids: torch.Tensor, attention_mask: 
     before = body(input_ids=prefix_ids, attention_mask=prefix_attn, past_key_values=cache,
                   use_cache=True).last_hidden_state  # [G, p, H]
     cache.batch_select_indices(plan.inverse)  # each row gets its group's keys and values (differentiable)
-    s = int((plan.lengths - plan.row_prefix).clamp(min=0).max())
-    s = max(s, 1)
+    s = plan.suffix
     offsets = torch.arange(s, device=device)
     where = plan.row_prefix[:, None] + offsets[None, :]  # [B, s] each suffix token's position in the row
     inside = where < plan.lengths[:, None]

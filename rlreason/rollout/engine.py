@@ -122,11 +122,21 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
     def _lora_request(self):
         return None if self.adapters is None else self.adapters.current
 
-    def generate(self, problems: list[Problem], sampling: SamplingSpec) -> list[list[Completion]]:
-        """``sampling.n`` completions per problem, grouped per problem in input order."""
+    def generate(self, problems: list[Problem], sampling: SamplingSpec,
+                 adapter: dict | None = None) -> list[list[Completion]]:
+        """``sampling.n`` completions per problem, grouped per problem in input order. ``adapter``: tensors of an
+        adapter of the policy's shape (an ES elite), served instead of the policy for this call."""
         if self.restarted:
             raise EngineRestarted(f"rollout worker {self.rank} was restarted and has not been given weights yet")
-        return self._generate(problems, sampling, self._lora_request)
+        if adapter is None:
+            return self._generate(problems, sampling, self._lora_request)
+        if self.adapters is None or self.adapters.tensors is None:
+            raise RuntimeError("serving another adapter needs a LoRA policy pushed into this engine (model.lora)")
+        request = self.adapters.add_member("evaluated", adapter)
+        try:
+            return self._generate(problems, sampling, request)
+        finally:
+            self.adapters.drop_members([request])
 
     def _generate(self, problems: list[Problem], sampling: SamplingSpec, lora_request) -> list[list[Completion]]:
         """Groups of ``sampling.n`` completions per problem; ``lora_request``: one, or one per problem."""
