@@ -114,6 +114,12 @@ class WeightUpdate:
     payload: Any
     nbytes: int = 0  # bytes of tensor data carried
 
+    def __reduce__(self):
+        """Pickled (by Ray, into its object store) as one flat buffer per dtype: ``rlreason.weight_pack``."""
+        from rlreason.weight_pack import pack
+
+        return pack(self)
+
 
 @dataclass(frozen=True)
 class TrainStats:

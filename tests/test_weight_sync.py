@@ -92,3 +92,31 @@ def test_two_learners_push_by_broadcast_in_a_run(tmp_path):
     steps = [x for x in lines if x.get("kind", "train") == "train" and "logprob_mismatch" in x]
     assert len(steps) == 3 and all(s["weight_sync_bytes"] > 0 for s in steps)
     assert all(s["logprob_mismatch"] < 1e-4 for s in steps[1:])  # sampled after a broadcast push (none: ~1e-2)
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_a_weight_update_travels_as_flat_buffers_and_comes_back_equal(kind):
+    """What Ray does to a push (pickle protocol 5, buffers out of band): every tensor's bytes out of band, and the
+    same names, shapes, dtypes and values on the other side, also bf16 and a non-contiguous tensor."""
+    import pickle
+
+    import torch
+
+    from rlreason.types import WeightUpdate
+
+    gen = torch.Generator().manual_seed(0)
+    tensors = {"a.weight": torch.randn(4, 6, generator=gen), "b.weight": torch.randn(6, 4, generator=gen).T,
+               "c.bias": torch.randn(5, generator=gen).to(torch.bfloat16), "d.weight": torch.randn(3, 3, 2,
+                                                                                                 generator=gen)}
+    payload = list(tensors.items()) if kind == "full" else {"config": {"r": 4}, "tensors": tensors}
+    update = WeightUpdate(version=3, kind=kind, payload=payload, nbytes=123)
+    buffers = []
+    data = pickle.dumps(update, protocol=5, buffer_callback=buffers.append)
+    assert len(buffers) == 4 and len(data) < 2000  # the tensor data is out of band
+    back = pickle.loads(data, buffers=buffers)
+    assert (back.version, back.kind, back.nbytes) == (3, kind, 123)
+    pairs = back.payload if kind == "full" else list(back.payload["tensors"].items())
+    assert kind == "full" or back.payload["config"] == {"r": 4}
+    assert [n for n, _ in pairs] == list(tensors)
+    for (name, got) in pairs:
+        assert got.dtype == tensors[name].dtype and torch.equal(got, tensors[name]), name
