@@ -60,8 +60,7 @@ class ModelConfig(Section):
     dtype: Literal["float32", "bfloat16"] = "float32"
     max_model_len: int = Field(256, ge=16)
     attention: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
-        "auto", description="the learner's attention kernel; auto: on CPU eager for micro-batches of rows up to 512 "
-        "tokens whose attention matrices fit 2 GiB (PyTorch's CPU flash kernel is 1.2-1.6x slower there), else sdpa")
+        "auto", description="the learner's attention kernel (auto: eager or sdpa per micro-batch, on CPU)")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of the full weights")
     adapter: str | None = Field(None, description="start from this saved PEFT adapter directory (LoRA settings "
                                                   "come from it)")
