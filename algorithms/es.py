@@ -40,6 +40,9 @@ class ESConfig(AlgorithmConfig):
     sigma_decay: float = Field(1.0, gt=0.0, le=1.0, description="sigma *= this every generation")
     lr_decay: float = Field(1.0, gt=0.0, le=1.0, description="lr *= this every generation")
     elites: int = Field(4, ge=0, description="best members kept in the archive (saved as adapters)")
+    common_noise: bool = Field(True, description="members sample each problem with the same random numbers "
+                               "(common random numbers): their rewards differ by their perturbations, not by "
+                               "sampling luck")
     greedy: bool = Field(False, description="members answer each problem once with greedy decoding (rollout."
                          "group_size does not apply): a member's reward depends on its perturbation only")
 

@@ -179,7 +179,8 @@ def compare(recipe: Optional[str] = typer.Argument(None, help="recipe file or sh
             algorithms: str = typer.Option("grpo,dr_grpo,dapo,rloo", "--algorithms", help="comma-separated"),
             seeds: int = typer.Option(3, "--seeds", min=1),
             steps: Optional[int] = typer.Option(None, "--steps", min=1, help="override train.steps"),
-            overrides: Optional[list[str]] = typer.Option(None, "--set", help="recipe override key=value"),
+            overrides: Optional[list[str]] = typer.Option(None, "--set", help="recipe override key=value; "
+                                                            "ALG:key=value for one algorithm's runs"),
             out: Path = typer.Option(Path("compare"), "--out", help="report folder (runs and logs inside)"),
             parallel: int = typer.Option(1, "--parallel", min=1, help="runs at a time"),
             target: Optional[float] = typer.Option(None, "--target", help="accuracy to reach (default: halfway "

@@ -90,6 +90,21 @@ def test_compare_refuses_a_bad_algorithm_before_running_anything(tmp_path):
     assert not (tmp_path / "compare").exists()
 
 
+def test_an_override_can_name_the_algorithm_it_is_for(tmp_path):
+    """``--set es:algorithm.sigma=0.003``: ES's runs get it, GRPO's (which has no sigma) do not; an override for
+    an algorithm not compared is refused before anything runs."""
+    from rlreason.compare.runner import plan
+    from rlreason.config import RecipeError, load_config
+
+    sets = ["rollout.group_size=4", "es:algorithm.sigma=0.003", "es:model.lora.rank=8", "tasks.eval=[arithmetic]"]
+    planned = plan("lora", ["grpo", "es"], 1, 2, sets, tmp_path)
+    by_name = {p.name: load_config(p.args[0], p.args[1:]) for p in planned}
+    assert by_name["es-s0"].algorithm.sigma == 0.003 and by_name["grpo-s0"].algorithm.name == "grpo"
+    assert all(c.rollout.group_size == 4 for c in by_name.values())
+    with pytest.raises(RecipeError, match="'ppo' is not one of --algorithms"):
+        plan("lora", ["grpo", "es"], 1, 2, ["ppo:algorithm.vf_coef=0.5"], tmp_path)
+
+
 def test_a_run_that_logs_rollout_tokens_but_no_completion_length_is_read(tmp_path):
     """An ES run logs rollout_tokens (its generations hold population x prompts x samples completions); reading
     it evaluated completion_len anyway (a dict.get default is computed first) and the report refused the run."""

@@ -190,6 +190,36 @@ def test_greedy_members_answer_the_same_way_every_time(population_engine):
     assert len({str(member) for member in runs[0]}) > 1
 
 
+def test_common_noise_members_sample_alike_where_their_perturbations_agree(population_engine):
+    """algorithm.common_noise: members sample problem i with the same random numbers. Members that are (almost) the
+    same adapter then give the same completions (sampled independently they seldom do), a second call gives the
+    same completions again, and members far apart still answer differently."""
+    from rlreason.config import load_config
+    from rlreason.learner.learner import Learner
+    from rlreason.rollout.engine import SamplingSpec
+    from rlreason.tasks import get_task
+
+    engine = population_engine
+    learner = Learner(load_config(None, ES))
+    learner.version = 30  # (a version of its own in the shared engine)
+    engine.load_weights(learner.export_weights())
+    problems = [p for p, _ in zip(get_task("arithmetic").train_problems(seed=6), range(4))]
+    members = member_seeds(0, 4, 4, antithetic=True)
+    spec = SamplingSpec(n=2, max_tokens=24)
+
+    def completions(sigma, common):
+        out = engine.generate_population(problems, spec, members, sigma, 0, "c", common)
+        return [[c.completion_ids for g in groups for c in g] for groups in out]
+
+    alike = completions(1e-9, 1234)
+    assert all(member == alike[0] for member in alike) and len({str(c) for c in alike[0]}) > 1
+    assert completions(1e-9, 1234) == alike
+    apart = completions(1e-9, None)
+    assert sum(a == b for a, b in zip(apart[0], apart[1])) < len(apart[0]) // 2
+    far = completions(0.3, 1234)
+    assert len({str(member) for member in far}) == len(members)
+
+
 def test_es_trains_through_rlreason_train_and_keeps_its_elites(tmp_path):
     import json
     from pathlib import Path

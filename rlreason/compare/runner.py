@@ -35,7 +35,8 @@ def plan(recipe: str | None, algorithms: list[str], seeds: int, steps: int | Non
     for seed in range(seeds):
         for algorithm in algorithms:
             name = f"{algorithm}-s{seed}"
-            args = [*([recipe] if recipe else []), *overrides, f"algorithm.name={algorithm}", f"seed={seed}",
+            args = [*([recipe] if recipe else []), *own_overrides(overrides, algorithm, algorithms),
+                    f"algorithm.name={algorithm}", f"seed={seed}",
                     f"name={name}", f"output.dir={out_runs}", "output.save_model=false", "train.checkpoint_every=0"]
             if steps is not None:
                 args.append(f"train.steps={steps}")
@@ -46,6 +47,21 @@ def plan(recipe: str | None, algorithms: list[str], seeds: int, steps: int | Non
                 args.append(f"eval.every={max(1, cfg.train.steps // points)}")
             planned.append(Planned(name, args))
     return planned
+
+
+def own_overrides(overrides: list[str], algorithm: str, algorithms: list[str]) -> list[str]:
+    """The overrides for ``algorithm``'s runs: plain ``key=value`` ones, and ``ALG:key=value`` ones for this
+    algorithm only (e.g. ``es:algorithm.sigma=0.003``: a field the other algorithms do not have)."""
+    mine = []
+    for override in overrides:
+        head, colon, rest = override.partition(":")
+        if not colon or "=" in head:  # (a value may hold a colon: key=a:b)
+            mine.append(override)
+        elif head not in algorithms:
+            raise RecipeError(f"--set {override}: {head!r} is not one of --algorithms ({', '.join(algorithms)})")
+        elif head == algorithm:
+            mine.append(rest)
+    return mine
 
 
 def move_aside(run_dir: Path) -> Path | None:

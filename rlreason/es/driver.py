@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rlreason.algorithms.es import member_seeds, normalized
-from rlreason.controller import (Context, evaluate, gathered, push_weights, reseed_engines, score,
+from rlreason.controller import (Context, evaluate, gathered, push_weights, reseed_engines, score, step_seed,
                                  take_fitting)
 from rlreason.rollout.engine import SamplingSpec
 from rlreason.rollout.recovery import on_workers
@@ -168,7 +168,9 @@ class ESSteps:
                                 temperature=0.0 if greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                 ignore_eos=cfg.rollout.ignore_eos)
         shares = {i: members[i::n] for i in range(n) if members[i::n]}
+        common = step_seed(cfg.seed, step, 0, "es-common") % 2**31 if cfg.algorithm.common_noise else None
         start = time.perf_counter()
         done = on_workers(self.ctx, {i: (lambda w, s=share, i=i: w.generate_population.remote(
-            problems, sampling, s, sigma, cfg.algorithm.perturb_rank, f"g{step}w{i}")) for i, share in shares.items()})
+            problems, sampling, s, sigma, cfg.algorithm.perturb_rank, f"g{step}w{i}", common))
+            for i, share in shares.items()})
         return [groups for _, groups in gathered(members, n, done)], time.perf_counter() - start

@@ -10,9 +10,12 @@ class PopulationServer:
     """Mixed into ``RolloutEngine`` (needs its ``adapters``, ``_generate`` and ``restarted``)."""
 
     def generate_population(self, problems: list[Problem], sampling, members: list[tuple[int, int]], sigma: float,
-                            rank: int = 0, tag: str = "m") -> list[list[list[Completion]]]:
+                            rank: int = 0, tag: str = "m", common_seed: int | None = None
+                            ) -> list[list[list[Completion]]]:
         """For every member (seed, sign): its groups, one per problem, in order. The members are served as
-        adapters beside the policy for this call only."""
+        adapters beside the policy for this call only. ``common_seed``: every member samples problem i with the
+        same random numbers (seeds from common_seed + i * n): where members' next-token distributions agree they
+        pick the same tokens, so their rewards differ by what their perturbations change, not by sampling luck."""
         from rlreason.algorithms.es import perturbed
         from rlreason.rollout.recovery import EngineRestarted
 
@@ -26,8 +29,10 @@ class PopulationServer:
             for k, (seed, sign) in enumerate(members):
                 tensors = perturbed(versions.tensors, seed, sign, sigma, rank)
                 requests.append(versions.add_member(f"{tag}-{k}", tensors))
-            flat = self._generate(problems * len(members), sampling,
-                                  [r for r in requests for _ in problems])  # one batch: every member at once
+            seeds = None if common_seed is None else \
+                [common_seed + i * sampling.n for i in range(len(problems))] * len(members)
+            flat = self._generate(problems * len(members), sampling,  # one batch: every member at once
+                                  [r for r in requests for _ in problems], seeds)
         finally:
             versions.drop_members(requests)
         n = len(problems)

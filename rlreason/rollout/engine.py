@@ -46,6 +46,12 @@ def cpu_engine_env(rank: int, world: int, kv_cache_gib: int, reserved: int = 0) 
             "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
+def _seeded(params, seed: int):
+    params = params.clone()
+    params.seed = seed
+    return params
+
+
 def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Token ids of ``messages`` in the tokenizer's chat template, ready for the assistant's turn.
 
@@ -138,14 +144,18 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         finally:
             self.adapters.drop_members([request])
 
-    def _generate(self, problems: list[Problem], sampling: SamplingSpec, lora_request) -> list[list[Completion]]:
-        """Groups of ``sampling.n`` completions per problem; ``lora_request``: one, or one per problem."""
+    def _generate(self, problems: list[Problem], sampling: SamplingSpec, lora_request,
+                  seeds: list[int] | None = None) -> list[list[Completion]]:
+        """Groups of ``sampling.n`` completions per problem; ``lora_request``: one, or one per problem; ``seeds``: one
+        per problem (its completions draw from seed, seed + 1, ...: vLLM's per-request generators)."""
         params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
                                            temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
                                            logprobs=0, seed=sampling.seed, ignore_eos=sampling.ignore_eos,
                                            # each completion is decoded once, below; flat logprobs: no dict per
                                            # token (together 20-25% of a tiny model's generation time)
                                            detokenize=False, flat_logprobs=True)
+        if seeds is not None:
+            params = [_seeded(params, seed) for seed in seeds]
         prompts = [{"prompt_token_ids": self._prompt_ids(p)} for p in problems]
         outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=lora_request)
         groups = []
@@ -202,8 +212,8 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         return [step[tok].logprob for step, tok in zip(steps, completion_ids)]
 
     def reseed(self, seed: int) -> None:
-        """Seed the sampling of the next requests (vLLM's sampler draws from torch's generator in this process:
-        per-request seeds are refused by vLLM's CPU backend)."""
+        """Seed the sampling of the next requests that carry no seed of their own (vLLM's sampler draws them from
+        torch's generator in this process)."""
         import torch
 
         torch.manual_seed(seed)
