@@ -169,20 +169,25 @@ def test_an_engine_serves_a_saved_member_for_evaluation(population_engine, tmp_p
     assert max(member) < 2e-3 and max(policy) > 1e-2
 
 
+def _serving_a_fresh_mean(engine, version: int, seed: int):
+    """The shared engine serving a new learner's mean (under a version of its own), 4 problems, 4 members."""
+    from rlreason.config import load_config
+    from rlreason.learner.learner import Learner
+    from rlreason.tasks import get_task
+
+    learner = Learner(load_config(None, ES))
+    learner.version = version
+    engine.load_weights(learner.export_weights())
+    problems = [p for p, _ in zip(get_task("arithmetic").train_problems(seed=seed), range(4))]
+    return engine, problems, member_seeds(0, seed - 2, 4, antithetic=True)
+
+
 def test_greedy_members_answer_the_same_way_every_time(population_engine):
     """algorithm.greedy: a member's reward depends on its perturbation only (the same completions on a second
     evaluation), while members still answer differently."""
-    from rlreason.config import load_config
-    from rlreason.learner.learner import Learner
     from rlreason.rollout.engine import SamplingSpec
-    from rlreason.tasks import get_task
 
-    engine = population_engine
-    learner = Learner(load_config(None, ES))
-    learner.version = 20  # (a version of its own in the shared engine)
-    engine.load_weights(learner.export_weights())
-    problems = [p for p, _ in zip(get_task("arithmetic").train_problems(seed=5), range(4))]
-    members = member_seeds(0, 3, 4, antithetic=True)
+    engine, problems, members = _serving_a_fresh_mean(population_engine, version=20, seed=5)
     spec = SamplingSpec(n=1, max_tokens=24, temperature=0.0)
     runs = [[[c.completion_ids for g in groups for c in g] for groups in
              engine.generate_population(problems, spec, members, 0.3)] for _ in range(2)]
@@ -194,17 +199,9 @@ def test_common_noise_members_sample_alike_where_their_perturbations_agree(popul
     """algorithm.common_noise: members sample problem i with the same random numbers. Members that are (almost) the
     same adapter then give the same completions (sampled independently they seldom do), a second call gives the
     same completions again, and members far apart still answer differently."""
-    from rlreason.config import load_config
-    from rlreason.learner.learner import Learner
     from rlreason.rollout.engine import SamplingSpec
-    from rlreason.tasks import get_task
 
-    engine = population_engine
-    learner = Learner(load_config(None, ES))
-    learner.version = 30  # (a version of its own in the shared engine)
-    engine.load_weights(learner.export_weights())
-    problems = [p for p, _ in zip(get_task("arithmetic").train_problems(seed=6), range(4))]
-    members = member_seeds(0, 4, 4, antithetic=True)
+    engine, problems, members = _serving_a_fresh_mean(population_engine, version=30, seed=6)
     spec = SamplingSpec(n=2, max_tokens=24)
 
     def completions(sigma, common):
