@@ -96,11 +96,15 @@ def test_an_override_can_name_the_algorithm_it_is_for(tmp_path):
     from rlreason.compare.runner import plan
     from rlreason.config import RecipeError, load_config
 
-    sets = ["rollout.group_size=4", "es:algorithm.sigma=0.003", "es:model.lora.rank=8", "tasks.eval=[arithmetic]"]
-    planned = plan("lora", ["grpo", "es"], 1, 2, sets, tmp_path)
-    by_name = {p.name: load_config(p.args[0], p.args[1:]) for p in planned}
-    assert by_name["es-s0"].algorithm.sigma == 0.003 and by_name["grpo-s0"].algorithm.name == "grpo"
-    assert all(c.rollout.group_size == 4 for c in by_name.values())
+    sets = ["rollout.group_size=4", "es:algorithm.sigma=0.003", "es:model.lora.rank=4", "tasks.eval=[arithmetic]",
+            "es:eval.every=7", "grpo:output.project=a:b", "plugins.custom_algorithm:SPEC:train.lr=3e-6"]
+    planned = plan("lora", ["grpo", "es", "plugins.custom_algorithm:SPEC"], 1, 14, sets, tmp_path)
+    runs = {p.name.split("-s")[0]: load_config(p.args[0], p.args[1:]) for p in planned}
+    es, grpo, plugin = runs["es"], runs["grpo"], runs["plugins.custom_algorithm:SPEC"]
+    assert (es.algorithm.sigma, es.model.lora.rank, es.eval.every) == (0.003, 4, 7)  # not compare's every 14 // 5
+    assert (grpo.algorithm.name, grpo.model.lora.rank, grpo.eval.every, grpo.output.project) == ("grpo", 8, 2, "a:b")
+    assert plugin.train.lr == 3e-6 and grpo.train.lr != 3e-6 and es.output.project != "a:b"
+    assert all(c.rollout.group_size == 4 for c in runs.values())
     with pytest.raises(RecipeError, match="'ppo' is not one of --algorithms"):
         plan("lora", ["grpo", "es"], 1, 2, ["ppo:algorithm.vf_coef=0.5"], tmp_path)
 

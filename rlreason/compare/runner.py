@@ -35,15 +35,15 @@ def plan(recipe: str | None, algorithms: list[str], seeds: int, steps: int | Non
     for seed in range(seeds):
         for algorithm in algorithms:
             name = f"{algorithm}-s{seed}"
-            args = [*([recipe] if recipe else []), *own_overrides(overrides, algorithm, algorithms),
-                    f"algorithm.name={algorithm}", f"seed={seed}",
+            mine = own_overrides(overrides, algorithm, algorithms)
+            args = [*([recipe] if recipe else []), *mine, f"algorithm.name={algorithm}", f"seed={seed}",
                     f"name={name}", f"output.dir={out_runs}", "output.save_model=false", "train.checkpoint_every=0"]
             if steps is not None:
                 args.append(f"train.steps={steps}")
             cfg = load_config(recipe, args[1:] if recipe else args)
             if cfg.train.steps is None:
                 raise RecipeError("train.steps: compare needs a fixed number of steps (got null); pass --steps N")
-            if not any(o.startswith("eval.every=") for o in overrides):
+            if not any(o.startswith("eval.every=") for o in mine):
                 args.append(f"eval.every={max(1, cfg.train.steps // points)}")
             planned.append(Planned(name, args))
     return planned
@@ -54,13 +54,14 @@ def own_overrides(overrides: list[str], algorithm: str, algorithms: list[str]) -
     algorithm only (e.g. ``es:algorithm.sigma=0.003``: a field the other algorithms do not have)."""
     mine = []
     for override in overrides:
-        head, colon, rest = override.partition(":")
-        if not colon or "=" in head:  # (a value may hold a colon: key=a:b)
+        key, eq, value = override.partition("=")
+        target, colon, key = key.rpartition(":")  # (keys hold no colon; values and plugin names may)
+        if not colon:
             mine.append(override)
-        elif head not in algorithms:
-            raise RecipeError(f"--set {override}: {head!r} is not one of --algorithms ({', '.join(algorithms)})")
-        elif head == algorithm:
-            mine.append(rest)
+        elif target not in algorithms:
+            raise RecipeError(f"--set {override}: {target!r} is not one of --algorithms ({', '.join(algorithms)})")
+        elif target == algorithm:
+            mine.append(key + eq + value)
     return mine
 
 

@@ -98,6 +98,13 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def common_seed(cfg, step: int) -> int | None:
+    """The base of generation ``step``'s common sampling seeds (``algorithm.common_noise``): one for all workers,
+    so members served by different workers share their noise, and a function of (run seed, generation) only, so a
+    resumed run samples as the uninterrupted one would."""
+    return step_seed(cfg.seed, step, 0, "es-common") % 2**31 if cfg.algorithm.common_noise else None
+
+
 class ESSteps:
     """One generation per step (``rlreason.train`` drives it like the gradient drivers)."""
 
@@ -168,7 +175,7 @@ class ESSteps:
                                 temperature=0.0 if greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                 ignore_eos=cfg.rollout.ignore_eos)
         shares = {i: members[i::n] for i in range(n) if members[i::n]}
-        common = step_seed(cfg.seed, step, 0, "es-common") % 2**31 if cfg.algorithm.common_noise else None
+        common = common_seed(cfg, step)
         start = time.perf_counter()
         done = on_workers(self.ctx, {i: (lambda w, s=share, i=i: w.generate_population.remote(
             problems, sampling, s, sigma, cfg.algorithm.perturb_rank, f"g{step}w{i}", common))
