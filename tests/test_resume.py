@@ -136,7 +136,8 @@ def _running(tmp_path, name):
     deadline = time.monotonic() + 300
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
         assert run.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
+        time.sleep(0.01)  # (the signal then lands as step 3 generates: polled at 0.2 s it could land during the
+        # learner's update of step 3, which cannot be checkpointed as step 2 any more: no checkpoint, a flaky fail)
     family = [c.pid for c in psutil.Process(run.pid).children(recursive=True)]
     assert family  # Ray, its workers, the engine and learner actors, the scorer's processes
     return run, family
