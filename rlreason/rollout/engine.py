@@ -25,7 +25,6 @@ class SamplingSpec:
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
-    seed: int | None = None
     ignore_eos: bool = False  # always max_tokens (benchmarks)
 
 
@@ -150,12 +149,13 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         per problem (its completions draw from seed, seed + 1, ...: vLLM's per-request generators)."""
         params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
                                            temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
-                                           logprobs=0, seed=sampling.seed, ignore_eos=sampling.ignore_eos,
+                                           logprobs=0, ignore_eos=sampling.ignore_eos,
                                            # each completion is decoded once, below; flat logprobs: no dict per
                                            # token (together 20-25% of a tiny model's generation time)
                                            detokenize=False, flat_logprobs=True)
-        if seeds is not None:
-            params = [_seeded(params, seed) for seed in seeds]
+        if seeds is not None:  # (requests with the same seed share one params object: vLLM only reads it)
+            by_seed = {seed: _seeded(params, seed) for seed in set(seeds)}
+            params = [by_seed[seed] for seed in seeds]
         prompts = [{"prompt_token_ids": self._prompt_ids(p)} for p in problems]
         outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=lora_request)
         groups = []
