@@ -67,6 +67,7 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
     cfg = _recipe(args, ray_address, resume)
     from rich.console import Console
 
+    from rlreason.console import print_settings
     from rlreason.train import train as run_training
 
     console = Console()
@@ -75,6 +76,7 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
     console.print(f"[bold]rlreason[/] run [cyan]{cfg.name}[/]: {cfg.algorithm.name} on {source}, {steps} x "
                   f"{cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size} samples, "
                   f"{cfg.rollout.workers} rollout worker(s); output in {cfg.run_dir}/")
+    print_settings(console, cfg)
     if cfg.tasks.stream:  # online mode: its own driver over the same stages
         from rlreason.online import run_online
 
@@ -108,12 +110,14 @@ def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dot
               "steps: 50}]")
     from rich.console import Console
 
+    from rlreason.console import print_settings
     from rlreason.continual import run_continual
     from rlreason.continual_report import print_report
 
     console = Console()
     console.print(f"[bold]rlreason[/] continual run [cyan]{cfg.name}[/]: "
                   + " -> ".join(f"{p.task} ({p.steps})" for p in cfg.continual.phases) + f"; output in {cfg.run_dir}/")
+    print_settings(console, cfg)
     from rlreason.config import RecipeError
 
     try:
@@ -164,9 +168,11 @@ def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapt
         _fail(str(e).replace("tasks.eval:", "task:", 1).replace("tasks.data.0:", "data:", 1))
     from rich.console import Console
 
+    from rlreason.console import print_settings
     console, target = Console(), output_dir(out, model)
     console.print(f"[bold]rlreason eval[/] {model}: {', '.join(cfg.tasks.eval)}, {n} samples per problem at "
                   f"temperature {cfg.eval.temperature}; output in {target}/")
+    print_settings(console, cfg)
     try:
         report = run_eval(cfg, ks, target, console)
     except RecipeError as e:  # a cluster that cannot hold the engines

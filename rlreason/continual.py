@@ -80,7 +80,7 @@ def _train_phases(cfg: RunConfig, run, console, tasks: list[str]) -> tuple[list[
 
     phases, matrix, step = cfg.continual.phases, [], 0
     streams, rng = task_streams(cfg, tasks), random.Random(cfg.seed)
-    with StepProgress(console, sum(p.steps for p in phases)) as progress:
+    with StepProgress(console, sum(p.steps for p in phases), cfg) as progress:
         for i, phase in enumerate(phases):
             if i > 0:
                 ray.get(run.ctx.learner.new_phase.remote())  # a fresh adapter with adapters: per_phase

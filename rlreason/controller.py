@@ -115,12 +115,14 @@ def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
 
 
 def as_configured(cfg: RunConfig, problem: Problem) -> Problem:
-    """Apply the recipe's verifier override and prompt template."""
+    """Apply the recipe's verifier override, few-shot examples and prompt template."""
+    from rlreason.tasks.prompting import fewshot_examples, formatted
+
     if cfg.tasks.verifier:
         problem = replace(problem, verifier=cfg.tasks.verifier)
-    if cfg.tasks.template == "chat" and "messages" not in problem.meta:  # a chat column keeps its own turns
-        problem = replace(problem, meta={**problem.meta, "messages": [{"role": "user", "content": problem.prompt}]})
-    return problem
+    k = cfg.tasks.fewshot
+    shots = fewshot_examples(problem.task, k, cfg.tasks.data_dir) if k else ()
+    return formatted(problem, cfg.tasks.template, shots)
 
 
 def generate(ctx: Context, problems: list[Problem], sampling: SamplingSpec,
@@ -269,8 +271,19 @@ def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, flo
         "solved_none_frac": statistics.fmean(not any(r.correct for r in g.results) for g in groups),
         "rollout_tokens_per_s": sum(lengths) / max(gen_time, 1e-9), "rollout_time_s": gen_time,
         "rollout_tokens": float(sum(lengths)),
-        **component_means(groups),
+        **component_means(groups), **protocol_accuracies(groups),
     }
+
+
+def protocol_accuracies(groups: list[ScoredGroup]) -> dict[str, float]:
+    """``accuracy_<protocol>``: accuracy under each other answer protocol the verifier reports (e.g. flexible),
+    logged beside the trained-on (strict) ``accuracy``."""
+    verdicts: dict[str, list[bool]] = {}
+    for g in groups:
+        for r in g.results:
+            for name, ok in r.protocols.items():
+                verdicts.setdefault(f"accuracy_{name}", []).append(bool(ok))
+    return {k: statistics.fmean(v) for k, v in verdicts.items()}
 
 
 def component_means(groups: list[ScoredGroup]) -> dict[str, float]:
@@ -331,6 +344,10 @@ def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None, adapter: dict |
         out[f"{name}/accuracy"] = summary["pass@1"]["mean"] if groups else float("nan")  # nothing fit: unknown
         out.update({f"{name}/{m}@{cfg.eval.samples}": summary[f"{m}@{cfg.eval.samples}"]["mean"]
                     for m in ("pass", "maj") if f"{m}@{cfg.eval.samples}" in summary})
+        out.update({f"{name}/accuracy_{k.removesuffix('_pass@1')}": v["mean"] for k, v in summary.items()
+                    if k.endswith("_pass@1")})
+        if groups:
+            out[f"{name}/truncated_frac"] = summary["truncated_frac"]["mean"]
         if too_long:
             out[f"{name}/too_long"] = float(too_long)
     return out

@@ -37,7 +37,7 @@ def run_online(cfg: RunConfig, console=None) -> dict:
             console.print(f"resuming the stream after {position.consumed} problems ({position.file}, byte "
                           f"{position.offset})")
         reader, seen, step = StreamReader(cfg.tasks.stream, position), set(), 0
-        with StepProgress(console, cfg.train.steps) as progress:
+        with StepProgress(console, cfg.train.steps, cfg) as progress:
             try:
                 for step in itertools.count(1) if cfg.train.steps is None else range(1, cfg.train.steps + 1):
                     batch = [as_configured(cfg, p) for p in reader.take(cfg.rollout.prompts_per_step)]

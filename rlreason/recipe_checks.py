@@ -68,6 +68,9 @@ def _check_tasks(cfg: RunConfig, chat_template: bool) -> None:
             task = get_task(name)
             if field == "train" and not getattr(task, "train", True):
                 raise RecipeError(f"tasks.train: task {name!r} has no training rows (every row is held out)")
+            if cfg.tasks.fewshot and not getattr(task, "has_fewshot", False):
+                raise RecipeError(f"tasks.fewshot: task {name!r} has no worked training examples to show (its own "
+                                  "data: give a solution column; allowed here: 0)")
             if getattr(task, "needs_chat_template", False) and not chat_template:
                 raise RecipeError(f"tasks.{field}: task {name!r} has chat messages but the model has no chat "
                                   "template")

@@ -125,5 +125,5 @@ def score_composite(scorer: Scorer, items: list[tuple[str, Problem]], terms) -> 
         total = sum(t.weight * r.score for t, r in zip(terms, parts))
         error = next((r.error for r in parts if r.error), None)
         out.append(VerifyResult(total, {**parts[0].details, "components": dict(zip(names, (r.score for r in parts)))},
-                                error=error, passed=parts[0].correct))
+                                error=error, passed=parts[0].correct, protocols=parts[0].protocols))
     return out

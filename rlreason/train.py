@@ -35,6 +35,8 @@ class RunSummary:
     wall_s: float = 0.0
     peak_memory_gib: float = 0.0
     model_dir: str | None = None
+    truncated_frac: float = 0.0  # share of training completions cut at rollout.max_tokens (this process's steps)
+    warnings: list[str] = field(default_factory=list)  # shown under the table: e.g. too many cut completions
 
 
 def write_recipe(cfg: RunConfig):
@@ -137,6 +139,7 @@ def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
             summary.model_dir = run.save_final()
         summary.peak_memory_gib = run.peak_memory_gib()
     summary.wall_s = time.perf_counter() - start
+    summary.warnings = run_warnings(cfg, summary)
     (run.run_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
     print_eval_table(console, summary)
     return summary
@@ -174,9 +177,12 @@ def _loop(run: Session, stream, console, summary: RunSummary) -> None:
     ctx, cfg = run.ctx, run.ctx.cfg
     every = cfg.train.checkpoint_every
     steps = steps_for(cfg)(ctx, stream, console)
-    with StepProgress(console, cfg.train.steps) as progress:
+    cut, first = summary.truncated_frac, summary.steps
+    with StepProgress(console, cfg.train.steps, cfg) as progress:
         for step in range(summary.steps + 1, cfg.train.steps + 1):
             metrics = steps(step)
+            cut += metrics.get("truncated_frac", 0.0)
+            summary.truncated_frac = cut / (step - first)
             run.log.write(step, metrics)
             progress.update(step, metrics)
             if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
@@ -264,6 +270,15 @@ def _on_stop(run: Session, summary: RunSummary, console, checkpoint: bool) -> No
                       "--resume[/]")
 
 
+def run_warnings(cfg: RunConfig, summary: RunSummary) -> list[str]:
+    """Lines for the end of a run: too many completions cut at the length limit, in training or evaluation."""
+    from rlreason.console import truncation_warning, truncation_warnings
+
+    limit, top = cfg.rollout.warn_truncated, cfg.rollout.max_tokens
+    lines = [truncation_warning(summary.truncated_frac, "training", top)] if summary.truncated_frac > limit else []
+    return lines + truncation_warnings(summary.after or summary.before, limit, top)
+
+
 def evaluate_and_log(ctx: Context, log: MetricsLogger, step: int, console, label: str,
                      tasks: tuple[str, ...] | None = None) -> dict[str, float]:
     start = time.perf_counter()
@@ -271,6 +286,10 @@ def evaluate_and_log(ctx: Context, log: MetricsLogger, step: int, console, label
     result = evaluate(ctx, tasks)
     log.write(step, result, kind="eval")
     if console is not None:
+        from rlreason.console import truncation_warnings
+
         shown = "  ".join(f"{k} {v:.3f}" for k, v in result.items())
         console.print(f"[bold]eval ({label})[/] {shown}  [dim]({time.perf_counter() - start:.0f}s)[/]")
+        for line in truncation_warnings(result, ctx.cfg.rollout.warn_truncated, ctx.cfg.rollout.max_tokens):
+            console.print(f"[red]{line}[/]", highlight=False)
     return result

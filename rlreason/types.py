@@ -49,6 +49,9 @@ class VerifyResult:
     details: dict = field(default_factory=dict)
     error: str | None = None
     passed: bool | None = None  # set by composite rewards: the task verifier's verdict, whatever the shaping
+    # The same completion judged under other answer protocols, e.g. {"flexible": True} (the last number in the
+    # text, as lm-eval's flexible-extract) beside the verifier's own strict verdict; reported, never trained on.
+    protocols: dict[str, bool] = field(default_factory=dict)
 
     @property
     def correct(self) -> bool:

@@ -15,6 +15,9 @@ sys.path.insert(0, str(TESTS_DIR))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# model.dtype auto resolves to float32 in every test, whatever the CPU (machines of this kind differ: with native
+# bf16 it would be bfloat16); tests of bfloat16 ask for it, tests of the detection set this themselves.
+os.environ["RLREASON_CPU_BF16"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -84,6 +84,7 @@ def test_over_long_prompts_never_reach_the_engine_and_the_run_goes_on(tmp_path):
     data = _gsm8k_dir(tmp_path, _sums(12) + _sums(6, long=True), _sums(4) + _sums(2, long=True))
     proc = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", "tasks.train=[gsm8k]", "tasks.eval=[gsm8k]",
                            f"tasks.data_dir={data}", "train.steps=3", "rollout.prompts_per_step=4",
+                           "rollout.max_tokens=48",  # (GSM8K's own 512 would leave the tiny context no room)
                            "rollout.group_size=2", "eval.samples=1", "output.tensorboard=false",
                            "output.save_model=false", "name=long"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)

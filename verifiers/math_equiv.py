@@ -18,7 +18,7 @@ import re
 
 from rlreason.types import Problem, VerifyResult
 from rlreason.verifiers import verifier
-from rlreason.verifiers.answers import extract_hash_answer
+from rlreason.verifiers.answers import extract_hash_answer, flexible_verdict
 
 MAX_ANSWER_CHARS = 1000
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -93,13 +93,21 @@ def equivalent(answer: str, gold: str) -> bool:
 
 
 def judge(completion: str, problem: Problem, unique_box: bool) -> VerifyResult:
+    """The strict verdict (an anchored answer) as the score, the flexible one (the last number) beside it."""
+    gold = str(problem.reference)
+    flexible = {"flexible": flexible_verdict(completion, gold, _bounded_equivalent)}
     answer, how = extract_answer(completion, problem.meta.get("answer_tag", "answer"), unique_box)
     if answer is None:
-        return VerifyResult(0.0, {"extracted": None, "reason": how})
+        return VerifyResult(0.0, {"extracted": None, "reason": how}, protocols=flexible)
     refused = "answer empty or too long" if len(answer) > MAX_ANSWER_CHARS or not answer else too_complex(answer)
     if refused:
-        return VerifyResult(0.0, {"extracted": answer[:80], "reason": refused})
-    return VerifyResult(float(equivalent(answer, str(problem.reference))), {"extracted": answer, "anchor": how})
+        return VerifyResult(0.0, {"extracted": answer[:80], "reason": refused}, protocols=flexible)
+    return VerifyResult(float(equivalent(answer, gold)), {"extracted": answer, "anchor": how}, protocols=flexible)
+
+
+def _bounded_equivalent(answer: str, gold: str) -> bool:
+    """math-verify on a number the flexible protocol read (never a tower or a huge factorial: it is digits)."""
+    return len(answer) <= MAX_ANSWER_CHARS and too_complex(answer) is None and equivalent(answer, gold)
 
 
 @verifier("math_answer", same_answer=equivalent)

@@ -94,9 +94,13 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
     except BaseException:
         cluster.shutdown()
         raise
+    from rlreason.console import truncation_warning
+    from rlreason.recipe_defaults import resolution_notes
+
     report = {"model": cfg.model.path, "adapter": cfg.model.adapter, "n": cfg.eval.samples, "k": ks,
               "temperature": cfg.eval.temperature, "max_tokens": cfg.rollout.max_tokens,
-              "template": cfg.tasks.template, "tasks": {}}
+              "max_model_len": cfg.model.max_model_len, "template": cfg.tasks.template,
+              "fewshot": cfg.tasks.fewshot, "resolved": resolution_notes(cfg), "tasks": {}, "warnings": []}
     with Scorer() as scorer, open(out / "problems.jsonl", "w") as rows:
         try:
             ctx = Context(cfg, cluster.workers, None, scorer)
@@ -108,6 +112,9 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
                     "problems": len(groups), "too_long": too_long, "verifier": verifier,
                     "seconds": time.perf_counter() - start,
                     "metrics": group_summary(groups, ks, same_answer_of(verifier) if verifier else None)}
+                cut = report["tasks"][task]["metrics"].get("truncated_frac", {}).get("mean", 0.0)
+                if cut > cfg.rollout.warn_truncated:
+                    report["warnings"].append(truncation_warning(cut, task, cfg.rollout.max_tokens))
                 for g in groups:
                     rows.write(json.dumps(problem_record(task, g), default=str) + "\n")
                 if console is not None:
@@ -125,23 +132,27 @@ def problem_record(task: str, group) -> dict:
     p = group.problem
     return {"task": task, "id": p.id, "prompt": p.prompt, "reference": p.reference, "completions": [
         {"text": c.text, "extracted": r.details.get("extracted"), "score": r.score, "correct": r.correct,
-         "error": r.error, "finish_reason": c.finish_reason, "tokens": len(c.completion_ids)}
+         "protocols": r.protocols, "error": r.error, "finish_reason": c.finish_reason, "tokens": len(c.completion_ids)}
         for c, r in zip(group.completions, group.results)]}
 
 
 def table(report: dict) -> str:
-    """Markdown: one row per task; pass@k for every k, maj@k for the largest (mean +- 95% half-width), completion
-    length, truncated and verifier-error shares. Everything else is in eval.json."""
+    """Markdown: one row per task; pass@k for every k (strict: the verifier's own answer protocol), pass@1 under
+    the flexible protocol where the verifier reports it, maj@k for the largest k (mean +- 95% half-width),
+    completion length, truncated and verifier-error shares; then any warning line. Everything else is in
+    eval.json."""
     top = max(report["k"])
-    keys = [f"pass@{k}" for k in report["k"]] + [f"maj@{top}", "completion_len", "truncated_frac",
+    keys = [f"pass@{k}" for k in report["k"]] + ["flexible_pass@1", f"maj@{top}", "completion_len", "truncated_frac",
                                                  "verifier_error_frac"]
-    names = {"completion_len": "length", "truncated_frac": "truncated", "verifier_error_frac": "errors"}
+    names = {"completion_len": "length", "truncated_frac": "truncated", "verifier_error_frac": "errors",
+             "flexible_pass@1": "pass@1 flexible"}
     lines = ["| task | problems | " + " | ".join(names.get(k, k) for k in keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for task, t in report["tasks"].items():
         cells = []
         for k in keys:
             m = t["metrics"].get(k)
             cells.append("-" if m is None else f"{m['mean']:.1f}" if k == "completion_len" else
-                         f"{m['mean']:.3f}" if k in names else f"{m['mean']:.3f} +- {m['ci95']:.3f}")
+                         f"{m['mean']:.3f}" if k in names and k != "flexible_pass@1" else
+                         f"{m['mean']:.3f} +- {m['ci95']:.3f}")
         lines.append(f"| {task} | {t['problems']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + [""] * bool(report.get("warnings")) + report.get("warnings", []))

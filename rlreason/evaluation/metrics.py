@@ -8,6 +8,8 @@
   result is deterministic. The winner scores its first member's verdict. Undefined (None) for a verifier that
   extracts no answer (code).
 - ``mean@k``: mean score of the first k completions (scores can be partial, e.g. a share of unit tests).
+- ``<protocol>_pass@1``: pass@1 under each other answer protocol the verifier reports (``VerifyResult.protocols``,
+  e.g. ``flexible_pass@1``: the last number of the text, lm-eval's flexible-extract), beside the strict one.
 Intervals: mean +- 1.96 standard errors over problems (the problems are the sample).
 """
 
@@ -104,6 +106,8 @@ def problem_metrics(group: ScoredGroup, ks: Sequence[int], same: SameAnswer | No
         if votes:
             winner = majority_vote(results[:k], same)
             out[f"maj@{k}"] = 0.0 if winner is None else float(winner.correct)
+    for protocol in dict.fromkeys(p for r in results for p in r.protocols):
+        out[f"{protocol}_pass@1"] = statistics.fmean(bool(r.protocols.get(protocol)) for r in results)
     out["completion_len"] = statistics.fmean(len(x.completion_ids) for x in group.completions)
     out["truncated_frac"] = statistics.fmean(x.finish_reason == "length" for x in group.completions)
     out["verifier_error_frac"] = statistics.fmean(r.error is not None for r in results)

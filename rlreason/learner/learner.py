@@ -261,9 +261,9 @@ class Learner(ActorInfo, WeightSender, ESMean):
             width = _width(batch, rows)
             out, v = self._forward(batch.input_ids[rows, :width], batch.attention_mask[rows, :width], False, model,
                                    self._plan(batch, rows, width))
-            logps[rows, :width] = out.logprobs
+            logps[rows, :width] = out.logprobs.float()  # (bfloat16 under autocast without fp32 logits)
             if v is not None:
-                values[rows, :width] = v
+                values[rows, :width] = v.float()
         return self.dp.sum(logps), None if values is None else self.dp.sum(values)
 
     def _to_device(self, batch: TrainBatch) -> TrainBatch:

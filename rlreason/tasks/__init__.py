@@ -18,6 +18,7 @@ from rlreason.types import Problem
 
 # Seeds for held-out sets are fixed by the task, not the run, so every run evaluates on the same problems.
 _EVAL_SEED = 1_000_003
+_FEWSHOT_SEED = 2_000_003  # few-shot examples: the same for every run
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class SyntheticTask:
 
     held_out_size: int = 200  # the first this-many distinct eval problems are never trained on
     also_exclude: tuple[str, ...] = ()  # tasks whose held-out prompts this task's training stream also avoids
+    max_tokens: int = 48  # the usual generation budget: worked solutions are a few lines
+    has_fewshot: bool = True
 
     def eval_problems(self, n: int | None = None, data_dir: str | None = None) -> list[Problem]:
         """The first ``n`` problems of the task's fixed held-out set (``n <= held_out_size``; None: all)."""
@@ -60,6 +63,10 @@ class SyntheticTask:
 
     def train_problems(self, seed: int, data_dir: str | None = None) -> Iterator[Problem]:
         return (problem for problem, _ in self.examples(seed))
+
+    def fewshot_examples(self, k: int, data_dir: str | None = None) -> list[tuple[str, str]]:
+        """``k`` worked (prompt, solution) examples from the training stream (never a held-out prompt)."""
+        return [(p.prompt, s) for (p, s), _ in zip(self.examples(_FEWSHOT_SEED), range(k))]
 
 
 TASKS: Registry = Registry("task")

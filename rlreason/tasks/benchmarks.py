@@ -40,6 +40,13 @@ def _gsm8k(r: dict, i: int) -> Problem:
     return _math_problem("gsm8k", str(i), r["question"], r["answer"].split("####")[-1].strip().replace(",", ""))
 
 
+def _gsm8k_demo(r: dict) -> str:
+    """A worked GSM8K solution as a few-shot example: calculator notes (<<2*3=6>>) dropped, the answer boxed as
+    the instruction asks."""
+    work, _, answer = re.sub(r"<<[^>]*>>", "", r["answer"]).rpartition("####")
+    return f"{work.strip()}\nThe final answer is \\boxed{{{answer.strip().replace(',', '')}}}."
+
+
 def _math(r: dict, i: int) -> Problem:
     return _math_problem("math", r.get("unique_id", str(i)), r["problem"], last_boxed(r["solution"]))
 
@@ -86,6 +93,14 @@ class Benchmark:
     eval_split: str = "test"
     keep: Callable[[dict], bool] | None = None  # row filter (MBPP's test range)
     gold: Callable[[dict], str] | None = None  # the reference solution as a completion (for checks)
+    max_tokens: int = 512  # the usual generation budget (rollout.max_tokens when a recipe leaves it null)
+    fewshot_from: str | None = None  # few-shot examples: "split", or "benchmark:split" of another; never eval rows
+    fewshot_rows: Callable[[dict], bool] | None = None  # which rows of that split may be examples
+    demo: Callable[[dict], str] | None = None  # a record's worked solution, as a few-shot example shows it
+
+    @property
+    def has_fewshot(self) -> bool:
+        return self.fewshot_from is not None
 
     def records(self, split: str, data_dir: str | None = None) -> list[dict]:
         base = data_dir or os.environ.get(DATA_DIR_ENV)
@@ -127,6 +142,16 @@ class Benchmark:
         problems = self.problems(self.eval_split, data_dir)
         return problems if n is None else problems[:n]
 
+    def fewshot_examples(self, k: int, data_dir: str | None = None) -> list[tuple[str, str]]:
+        """``k`` worked (prompt, solution) examples from ``fewshot_from``, picked with a fixed seed."""
+        if self.fewshot_from is None:
+            raise ValueError(f"task {self.name!r} has no training split to take few-shot examples from")
+        other, _, split = self.fewshot_from.rpartition(":")
+        source = next(b for b in BENCHMARKS if b.name == other) if other else self
+        rows = [r for r in source.records(split, data_dir) if self.fewshot_rows is None or self.fewshot_rows(r)]
+        picked = random.Random(f"{self.name}:fewshot").sample(range(len(rows)), min(k, len(rows)))
+        return [(source.convert(rows[i], i).prompt, source.demo(rows[i])) for i in picked]
+
     def train_problems(self, seed: int, data_dir: str | None = None) -> Iterator[Problem]:
         """Endless shuffled epochs over the train split (never the eval split's prompts)."""
         if self.train_split is None:
@@ -145,29 +170,32 @@ def _mbpp_test_range(r: dict) -> bool:
     return 11 <= int(r["task_id"]) <= 510
 
 
+_BOXED_ANSWER = {"gold": lambda r: f"\\boxed{{{r['answer']}}}", "fewshot_from": "math:train"}  # (MATH's demos)
 BENCHMARKS = [
     Benchmark("gsm8k", "grade-school math word problems (answer after ####)",
               {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"},
               {"train": ("openai/gsm8k", "main", "train"), "test": ("openai/gsm8k", "main", "test")},
-              _gsm8k, train_split="train", gold=lambda r: r["answer"]),
+              _gsm8k, train_split="train", gold=lambda r: r["answer"], max_tokens=512, fewshot_from="train",
+              demo=_gsm8k_demo),
     Benchmark("math", "MATH competition problems (Hendrycks), boxed answers",
               {"train": "math/train.jsonl", "test": "math/test.jsonl"},
               {"train": ("EleutherAI/hendrycks_math", None, "train"), "test": ("EleutherAI/hendrycks_math", None,
                                                                                 "test")},
-              _math, train_split="train", gold=lambda r: r["solution"]),
+              _math, train_split="train", gold=lambda r: r["solution"], max_tokens=1024, fewshot_from="train",
+              demo=lambda r: r["solution"]),
     Benchmark("math500", "MATH-500 (PRM800K test split)", {"test": "math500/test.jsonl"},
-              {"test": ("HuggingFaceH4/MATH-500", None, "test")}, _math500,
-              gold=lambda r: f"\\boxed{{{r['answer']}}}"),
+              {"test": ("HuggingFaceH4/MATH-500", None, "test")}, _math500, max_tokens=1024, **_BOXED_ANSWER),
     Benchmark("aime24", "AIME 2024 I and II", {"test": "aime24/test.jsonl"},
-              {"test": ("HuggingFaceH4/aime_2024", None, "train")}, _aime("aime24"),
-              gold=lambda r: f"\\boxed{{{r['answer']}}}"),
+              {"test": ("HuggingFaceH4/aime_2024", None, "train")}, _aime("aime24"), max_tokens=4096,
+              **_BOXED_ANSWER),
     Benchmark("aime25", "AIME 2025 I and II", {"test": "aime25/test_mathevalharness.jsonl"},
-              {"test": ("yentinglin/aime_2025", None, "train")}, _aime("aime25"),
-              gold=lambda r: f"\\boxed{{{r['answer']}}}"),
+              {"test": ("yentinglin/aime_2025", None, "train")}, _aime("aime25"), max_tokens=4096, **_BOXED_ANSWER),
     Benchmark("humaneval", "HumanEval: complete the function; check(candidate) tests",
               {"test": "humaneval/HumanEval.jsonl"}, {"test": ("openai/openai_humaneval", None, "test")},
-              _humaneval, gold=lambda r: r["canonical_solution"]),
+              _humaneval, gold=lambda r: r["canonical_solution"], max_tokens=512),
     Benchmark("mbpp", "MBPP (sanitized): write the function; assert tests; eval on task ids 11-510",
               {"test": "mbpp/sanitized-mbpp.jsonl"}, {"test": ("google-research-datasets/mbpp", "sanitized", "test")},
-              _mbpp, train_split=None, keep=_mbpp_test_range, gold=lambda r: r["code"]),
+              _mbpp, train_split=None, keep=_mbpp_test_range, gold=lambda r: r["code"], max_tokens=512,
+              fewshot_from="test", fewshot_rows=lambda r: int(r["task_id"]) <= 10,  # MBPP's own prompt split
+              demo=lambda r: r["code"]),
 ]

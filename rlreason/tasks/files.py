@@ -45,6 +45,9 @@ class DataTaskSpec(Section):
     held_out: float = Field(0.1, gt=0.0, le=1.0, description="share of rows held out for evaluation (1.0: all)")
     config: str | None = Field(None, description="Hugging Face dataset config")
     split: str = Field("train", description="Hugging Face dataset split")
+    solution: str | None = Field(None, description="column with a worked solution (for tasks.fewshot examples)")
+    max_tokens: int | None = Field(None, ge=1, description="the usual generation budget of this task (used when "
+                                   "rollout.max_tokens is null)")
 
     @field_validator("data", "eval_data")
     @classmethod
@@ -173,6 +176,19 @@ class FileTask:
     def description(self) -> str:
         return f"your data: {self.spec.data} ({len(self.train)} train, {len(self.held)} held-out rows)"
 
+    @property
+    def max_tokens(self) -> int | None:
+        return self.spec.max_tokens
+
+    @property
+    def has_fewshot(self) -> bool:
+        return self.spec.solution is not None and bool(self.train)
+
+    def fewshot_examples(self, k: int, data_dir: str | None = None) -> list[tuple[str, str]]:
+        """``k`` training rows with their ``solution`` column, picked with a fixed seed (never held-out rows)."""
+        picked = random.Random(f"{self.name}:fewshot").sample(range(len(self.train)), min(k, len(self.train)))
+        return [(self.train[i].prompt, str(self.train[i].meta["solution"])) for i in picked]
+
     @classmethod
     def load(cls, spec: DataTaskSpec) -> "FileTask":
         rows = read_rows(spec.data, spec.config, spec.split)
@@ -210,7 +226,7 @@ class FileTask:
 def to_problem(spec: DataTaskSpec, row: dict, index: int, part: str = "data") -> Problem:
     """One row as a ``Problem`` (ValueError naming the column and source when one is missing)."""
     source = spec.data if part == "data" else spec.eval_data
-    for role in ("prompt", "messages", "reference", "id"):
+    for role in ("prompt", "messages", "reference", "id", "solution"):
         column = getattr(spec, role)
         if column is not None and column not in row:
             raise ValueError(f"{role}: no column {column!r} in {source} row {index + 1} "
@@ -225,6 +241,8 @@ def to_problem(spec: DataTaskSpec, row: dict, index: int, part: str = "data") ->
         prompt = "\n".join(str(m["content"]) for m in meta["messages"] if m["role"] == "user")
     else:
         prompt = str(row[spec.prompt])
+    if spec.solution is not None:
+        meta["solution"] = row[spec.solution]
     row_id = row[spec.id] if spec.id is not None else f"{part}{index}"
     return Problem(id=f"{spec.task_name}:{row_id}", prompt=prompt, reference=row[spec.reference],
                    verifier=spec.verifier, task=spec.task_name, meta=meta)

@@ -96,6 +96,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, log=print) -> Path:
             log(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - start:.0f}s")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.max_new_tokens = 48  # its solutions' budget: rollout.max_tokens when a recipe says null
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     _write_card(out, cfg, model)
