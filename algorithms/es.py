@@ -12,7 +12,7 @@ or none) into weights w_i, and
 is the update (the paper's form; sigma lives in the perturbation only). ``perturb_rank`` 0 draws full Gaussian noise
 for every adapter tensor; k > 0 draws each matrix's noise as U V^T / sqrt(k) with U, V Gaussian of rank k.
 
-These are pure functions of tensors and seeds; the ES driver (``rlreason.es``) runs generations through the
+These are pure functions of tensors and seeds; the ES driver (``rlreason.drivers.es``) runs generations through the
 rollout engines (every member an adapter, all served at once) and the learner (which holds theta).
 """
 
@@ -111,7 +111,7 @@ def update(mean: dict[str, torch.Tensor], members: list[tuple[int, int]], weight
 
 
 def _no_loss(*_):
-    raise TypeError("es has no gradient loss: its generations run in the ES driver (rlreason.es)")
+    raise TypeError("es has no gradient loss: its generations run in the ES driver (rlreason.drivers.es)")
 
 
 register_algorithm(AlgorithmSpec(

@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
     args = parser.parse_args()
     chosen = {v: VARIANTS[v] for v in args.variants.split(",")}
-    from rlreason.continual_metrics import heatmap
+    from rlreason.report.continual_metrics import heatmap
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

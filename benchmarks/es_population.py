@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.05)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    from rlreason.config import load_config
+    from rlreason.recipe import load_config
     from rlreason.learner.learner import Learner
     from rlreason.rollout.engine import RolloutEngine, SamplingSpec
     from rlreason.tasks import get_task

@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="lm-eval's batch size")
     parser.add_argument("--out", default=None, help="folder for parity.md and parity.json")
     args = parser.parse_args()
-    from rlreason.config import load_config
+    from rlreason.recipe import load_config
 
     cfg = load_config(None, [f"model.path={args.model}", "tasks.eval=[gsm8k]", f"tasks.data_dir={args.data_dir}"])
     with tempfile.TemporaryDirectory(prefix="rlreason-parity-") as tmp:

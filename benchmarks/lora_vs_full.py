@@ -94,7 +94,7 @@ def main() -> None:
 
 
 def _smollm2_available() -> bool:
-    from rlreason.gguf_convert import cache_dir, smollm2_gguf
+    from rlreason.models.gguf import cache_dir, smollm2_gguf
 
     return smollm2_gguf() is not None or (cache_dir() / "smollm2-135m-instruct" / "config.json").is_file()
 

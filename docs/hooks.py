@@ -27,7 +27,7 @@ from pydantic_core import PydanticUndefined
 def _recipe_models():
     """The recipe's root model, and the model of a ``tasks.data`` entry (also found by walking; named here so a
     change of its annotation cannot drop it from the reference)."""
-    from rlreason.config import RunConfig
+    from rlreason.recipe import RunConfig
     from rlreason.tasks.files import DataTaskSpec
 
     return RunConfig, DataTaskSpec

@@ -38,8 +38,8 @@ def split_recipe_args(args: list[str]) -> tuple[Optional[str], list[str]]:
 def _recipe(args: Optional[list[str]], ray_address: Optional[str], resume: Optional[bool] = None):
     """The validated recipe from ``[RECIPE] [key=value ...]`` (exit 2 with one line when it is bad). For a command
     that runs (``resume`` not None), ``output.run`` is set: a fresh run directory, or the newest one to resume."""
-    from rlreason.config import RecipeError, load_config
-    from rlreason.rundirs import choose_run_dir
+    from rlreason.recipe import RecipeError, load_config
+    from rlreason.run.rundirs import choose_run_dir
 
     recipe, overrides = split_recipe_args(args or [])
     if ray_address:
@@ -67,8 +67,8 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
     cfg = _recipe(args, ray_address, resume)
     from rich.console import Console
 
-    from rlreason.console import print_settings
-    from rlreason.train import train as run_training
+    from rlreason.report.console import print_settings
+    from rlreason.drivers.train import train as run_training
 
     console = Console()
     source = f"the stream {cfg.tasks.stream}" if cfg.tasks.stream else ", ".join(cfg.tasks.train)
@@ -78,9 +78,9 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
                   f"{cfg.rollout.workers} rollout worker(s); output in {cfg.run_dir}/")
     print_settings(console, cfg)
     if cfg.tasks.stream:  # online mode: its own driver over the same stages
-        from rlreason.online import run_online
+        from rlreason.drivers.online import run_online
 
-        from rlreason.config import RecipeError
+        from rlreason.recipe import RecipeError
 
         try:
             result = run_online(cfg, console)
@@ -89,7 +89,7 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         console.print(f"{result['steps']} steps, {result['consumed']} stream problems trained"
                       + (", stream closed" if result["closed"] else "") + f", wall {result['wall_s']:.0f}s")
         return
-    from rlreason.config import RecipeError
+    from rlreason.recipe import RecipeError
     from rlreason.learner.learner import NonFiniteError
 
     try:
@@ -110,15 +110,15 @@ def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dot
               "steps: 50}]")
     from rich.console import Console
 
-    from rlreason.console import print_settings
-    from rlreason.continual import run_continual
-    from rlreason.continual_report import print_report
+    from rlreason.report.console import print_settings
+    from rlreason.drivers.continual import run_continual
+    from rlreason.report.continual_report import print_report
 
     console = Console()
     console.print(f"[bold]rlreason[/] continual run [cyan]{cfg.name}[/]: "
                   + " -> ".join(f"{p.task} ({p.steps})" for p in cfg.continual.phases) + f"; output in {cfg.run_dir}/")
     print_settings(console, cfg)
-    from rlreason.config import RecipeError
+    from rlreason.recipe import RecipeError
 
     try:
         report = run_continual(cfg, console)
@@ -148,7 +148,7 @@ def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapt
                                                                 "eval-<model>)"),
           overrides: Optional[list[str]] = typer.Option(None, "--set", help="recipe override key=value")) -> None:
     """Evaluate a model on held-out problems: pass@k, maj@k, mean@k with 95% intervals; eval.json + problems.jsonl."""
-    from rlreason.config import RecipeError
+    from rlreason.recipe import RecipeError
     from rlreason.evaluation.command import eval_config, output_dir, run_eval, table
 
     try:
@@ -168,7 +168,7 @@ def eval_(model: str = typer.Argument(..., help="tiny, smollm2, a model or adapt
         _fail(str(e).replace("tasks.eval:", "task:", 1).replace("tasks.data.0:", "data:", 1))
     from rich.console import Console
 
-    from rlreason.console import print_settings
+    from rlreason.report.console import print_settings
     console, target = Console(), output_dir(out, model)
     console.print(f"[bold]rlreason eval[/] {model}: {', '.join(cfg.tasks.eval)}, {n} samples per problem at "
                   f"temperature {cfg.eval.temperature}; output in {target}/")
@@ -193,7 +193,7 @@ def compare(recipe: Optional[str] = typer.Argument(None, help="recipe file or sh
                                                                           "from before to the best final)")) -> None:
     """Run every algorithm x seed of a recipe (resumable), then write the report: table, plots, ScaleRL fits."""
     from rlreason.compare.runner import plan, run_all
-    from rlreason.config import RecipeError, find_recipe
+    from rlreason.recipe import RecipeError, find_recipe
 
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
     try:
@@ -237,7 +237,7 @@ def _report(run_dirs: list[Path], out: Path, target: Optional[float], title: str
 def pretrain_tiny(out: Path = typer.Option(..., help="directory for the model"),
                   steps: int = typer.Option(2000), seed: int = typer.Option(0)) -> None:
     """Train the embedded tiny model from scratch on the synthetic tasks."""
-    from rlreason.tiny.pretrain import PretrainConfig, pretrain, sample_accuracy
+    from rlreason.models.tiny.pretrain import PretrainConfig, pretrain, sample_accuracy
 
     path = pretrain(PretrainConfig(steps=steps, seed=seed), out)
     lines = ["", "Held-out accuracy (200 problems, Hugging Face sampling):", ""]
@@ -270,7 +270,7 @@ def merge(adapter: Path = typer.Argument(..., help="a saved LoRA adapter directo
     """Merge a LoRA adapter into its base model: writes a plain Hugging Face model directory."""
     if not (adapter / "adapter_config.json").is_file():
         _fail(f"adapter: no PEFT adapter directory (with adapter_config.json) at {str(adapter)!r}")
-    from rlreason.merge import merge_adapter
+    from rlreason.models.merge import merge_adapter
 
     try:
         merged = merge_adapter(adapter, out, None if base is None else str(base))
@@ -285,8 +285,8 @@ def convert_gguf(gguf_file: Optional[Path] = typer.Argument(None, help="a .gguf 
                  out: Path = typer.Option(..., "--out", help="directory for the Hugging Face model"),
                  dtype: str = typer.Option("float32", help="float32 or bfloat16")) -> None:
     """Convert a GGUF checkpoint into a Hugging Face model directory, offline (tokenizer and chat template too)."""
-    from rlreason.gguf_convert import convert_gguf as convert
-    from rlreason.gguf_convert import smollm2_gguf
+    from rlreason.models.gguf import convert_gguf as convert
+    from rlreason.models.gguf import smollm2_gguf
 
     if dtype not in ("float32", "bfloat16"):
         _fail(f"dtype: {dtype!r} (allowed: float32, bfloat16)")
@@ -302,7 +302,7 @@ def convert_gguf(gguf_file: Optional[Path] = typer.Argument(None, help="a .gguf 
 @app.command()
 def recipes() -> None:
     """List the shipped recipes (``rlreason train NAME`` runs one from any directory)."""
-    from rlreason.config import recipes_dir, shipped_recipes
+    from rlreason.recipe import recipes_dir, shipped_recipes
 
     for name in shipped_recipes():
         first = (recipes_dir() / f"{name}.yaml").read_text().splitlines()[0]
@@ -353,7 +353,7 @@ def verify(verifier: str = typer.Argument(..., help="a registered verifier or mo
 
 def main() -> None:
     from rlreason.rollout.recovery import LearnerLost, WorkerLost
-    from rlreason.trackers import TrackerError
+    from rlreason.report.trackers import TrackerError
 
     try:
         app(prog_name="rlreason")

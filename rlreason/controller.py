@@ -1,7 +1,7 @@
 """The driver loop: sample -> generate -> verify -> advantage -> train -> push weights -> log, each a visible call.
 
 ``rl_step`` is synchronous and on-policy: every step's rollouts come from the weights of the step before. The
-asynchronous driver (``rlreason.async_rollouts``) reuses the same stages (``learn``, ``score``, the generate
+asynchronous driver (``rlreason.drivers.async_rollouts``) reuses the same stages (``learn``, ``score``, the generate
 calls); every completion carries the policy version that sampled it.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from rlreason.batching import build_train_batch
-from rlreason.config import RunConfig
+from rlreason.recipe import RunConfig
 from rlreason.rollout.engine import SamplingSpec, prompt_ids
 from rlreason.rollout.recovery import on_workers
 from rlreason.rollout.weight_channel import ObjectStorePush
@@ -108,10 +108,6 @@ def step_seed(seed: int, step: int, rank: int, salt: str = "rollout") -> int:
 def reseed_engines(ctx: Context, step: int, salt: str = "rollout") -> None:
     ctx.seeds = {rank: step_seed(ctx.cfg.seed, step, rank, salt) for rank in range(len(ctx.workers))}
     on_workers(ctx, {rank: (lambda w, s=seed: w.reseed.remote(s)) for rank, seed in ctx.seeds.items()})
-
-
-def eval_problems(cfg: RunConfig, task: str) -> list[Problem]:
-    return [as_configured(cfg, p) for p in get_task(task).eval_problems(cfg.tasks.eval_size, cfg.tasks.data_dir)]
 
 
 def as_configured(cfg: RunConfig, problem: Problem) -> Problem:
@@ -314,40 +310,6 @@ def prompt_lengths(ctx: Context, problems: list[Problem]) -> list[int]:
 
 
 def load_tokenizer(cfg: RunConfig):
-    from rlreason.tokens import DriverTokenizer
+    from rlreason.models.tokens import DriverTokenizer
 
     return DriverTokenizer(cfg.model.resolved_path())
-
-
-def evaluate_groups(ctx: Context, name: str, n: int, temperature: float,
-                    adapter: dict | None = None) -> tuple[list[ScoredGroup], int]:
-    """Task ``name``'s held-out problems that fit the context, ``n`` completions each, scored; and how many
-    problems did not fit. ``adapter``: tensors of an adapter evaluated instead of the policy."""
-    # No per-request seed: vLLM's CPU sampler rejects seeded generators ("CPU Generator does not use offset").
-    sampling = SamplingSpec(n, ctx.cfg.rollout.max_tokens, temperature, ctx.cfg.rollout.top_p)
-    problems, too_long = fitting(ctx, eval_problems(ctx.cfg, name))
-    return (score(ctx, generate(ctx, problems, sampling, adapter)) if problems else []), too_long
-
-
-def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None, adapter: dict | None = None) -> dict[str, float]:
-    """Held-out metrics per task (default: the eval tasks): ``eval.samples`` completions per problem at
-    ``eval.temperature``; ``<task>/accuracy`` is pass@1, then pass@n and maj@n (the same code as ``rlreason
-    eval``). ``adapter``: tensors of an adapter of the policy's shape (an ES elite) evaluated instead of it."""
-    from rlreason.evaluation.metrics import group_summary
-    from rlreason.verifiers import same_answer_of
-
-    cfg, out = ctx.cfg, {}
-    ks = sorted({1, cfg.eval.samples})
-    for name in cfg.tasks.eval if tasks is None else tasks:
-        groups, too_long = evaluate_groups(ctx, name, cfg.eval.samples, cfg.eval.temperature, adapter)
-        summary = group_summary(groups, ks, same_answer_of(groups[0].problem.verifier)) if groups else {}
-        out[f"{name}/accuracy"] = summary["pass@1"]["mean"] if groups else float("nan")  # nothing fit: unknown
-        out.update({f"{name}/{m}@{cfg.eval.samples}": summary[f"{m}@{cfg.eval.samples}"]["mean"]
-                    for m in ("pass", "maj") if f"{m}@{cfg.eval.samples}" in summary})
-        out.update({f"{name}/accuracy_{k.removesuffix('_pass@1')}": v["mean"] for k, v in summary.items()
-                    if k.endswith("_pass@1")})
-        if groups:
-            out[f"{name}/truncated_frac"] = summary["truncated_frac"]["mean"]
-        if too_long:
-            out[f"{name}/too_long"] = float(too_long)
-    return out

@@ -7,7 +7,9 @@ its field. Nothing here imports torch at module import time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from rlreason.weights import WeightUpdate  # noqa: F401  (a record between the learner and the engines)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -105,23 +107,6 @@ class TrainBatch:
     @property
     def size(self) -> int:
         return int(self.input_ids.shape[0])
-
-
-@dataclass(frozen=True)
-class WeightUpdate:
-    """New policy weights for the rollout engines. ``payload``: for ``full`` a list of (HF parameter name, tensor);
-    for ``lora`` ``{"config": PEFT adapter config (JSON data), "tensors": {PEFT name: tensor}}``."""
-
-    version: int
-    kind: Literal["full", "lora"]
-    payload: Any
-    nbytes: int = 0  # bytes of tensor data carried
-
-    def __reduce__(self):
-        """Pickled (by Ray, into its object store) as one flat buffer per dtype: ``rlreason.weight_pack``."""
-        from rlreason.weight_pack import pack
-
-        return pack(self)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ os.environ["RLREASON_CPU_BF16"] = "0"
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
-    from rlreason.tiny import default_model_path
+    from rlreason.models.tiny import default_model_path
 
     return default_model_path()
 

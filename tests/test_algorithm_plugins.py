@@ -4,7 +4,7 @@ import pytest
 from batches import good_and_bad_groups
 
 from rlreason.batching import build_train_batch
-from rlreason.config import RecipeError, load_config
+from rlreason.recipe import RecipeError, load_config
 from rlreason.learner.learner import Learner
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rlreason.algorithms.common import effective_sample_size
-from rlreason.async_rollouts import fresh_groups
+from rlreason.drivers.async_rollouts import fresh_groups
 from rlreason.types import Completion, Problem, ScoredGroup, VerifyResult
 
 ARGS = ["rollout.prompts_per_step=8", "rollout.group_size=4", "eval.before=false", "eval.after=false",

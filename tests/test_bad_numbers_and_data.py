@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rlreason.batching import build_train_batch
-from rlreason.config import RecipeError, load_config
+from rlreason.recipe import RecipeError, load_config
 from rlreason.learner.learner import Learner, NonFiniteError
 from batches import good_and_bad_groups
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rlreason.batching import build_train_batch, compute_advantages, step_counts
-from rlreason.config import load_config
+from rlreason.recipe import load_config
 from rlreason.types import Completion, Problem, ScoredGroup, TrainBatch, VerifyResult
 
 

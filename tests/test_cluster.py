@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rlreason.config import RecipeError, load_config
-from rlreason.placement import PlacementError, check_cluster
+from rlreason.recipe import RecipeError, load_config
+from rlreason.recipe.resources import PlacementError, check_cluster
 
 BIN = Path(sys.executable).parent
 QUICK = ["train.steps=1", "eval.before=false", "eval.after=false", "output.tensorboard=false"]
@@ -196,7 +196,7 @@ def test_placement_fields_that_contradict_each_other_are_refused_with_the_recipe
 
 
 def test_the_8_gpu_example_recipe_fits_8_gpus_and_not_4(tiny_chat_model, data_dir):
-    from rlreason.placement import demand
+    from rlreason.recipe.resources import demand
 
     example = Path(__file__).resolve().parents[1] / "docs" / "cluster-8gpu.yaml"
     cfg = load_config(example, [f"model.path={tiny_chat_model}", f"tasks.data_dir={data_dir}",
@@ -213,7 +213,7 @@ def test_resources_held_by_someone_else_fail_in_one_line_after_a_wait(monkeypatc
     import ray
     from ray.util import placement_group, remove_placement_group
 
-    from rlreason import placement
+    from rlreason.run import placement
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

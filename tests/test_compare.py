@@ -94,7 +94,7 @@ def test_an_override_can_name_the_algorithm_it_is_for(tmp_path):
     """``--set es:algorithm.sigma=0.003``: ES's runs get it, GRPO's (which has no sigma) do not; an override for
     an algorithm not compared is refused before anything runs."""
     from rlreason.compare.runner import plan
-    from rlreason.config import RecipeError, load_config
+    from rlreason.recipe import RecipeError, load_config
 
     sets = ["rollout.group_size=4", "es:algorithm.sigma=0.003", "es:model.lora.rank=4", "tasks.eval=[arithmetic]",
             "es:eval.every=7", "grpo:output.project=a:b", "plugins.custom_algorithm:SPEC:train.lr=3e-6"]

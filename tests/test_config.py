@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rlreason.config import RecipeError, load_config
+from rlreason.recipe import RecipeError, load_config
 
 BAD = [
     ("train.stepz=3", "train.stepz: unknown field; did you mean 'steps'?"),
@@ -72,7 +72,7 @@ def test_cli_rejects_bad_recipes_with_exit_code_2(args, message):
 
 
 def test_every_shipped_recipe_validates_and_is_found_by_name_from_any_directory(tmp_path, monkeypatch):
-    from rlreason.config import RecipeError, find_recipe, recipes_dir, shipped_recipes
+    from rlreason.recipe import RecipeError, find_recipe, recipes_dir, shipped_recipes
 
     assert {"default", "ppo", "scalerl", "lora", "smollm2_gsm8k_lora", "continual"} <= set(shipped_recipes())
     monkeypatch.chdir(tmp_path)

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from rlreason.config import RecipeError, load_config
-from rlreason.continual import phase_batch, task_streams
-from rlreason.continual_metrics import heatmap, summarize
+from rlreason.recipe import RecipeError, load_config
+from rlreason.drivers.continual import phase_batch, task_streams
+from rlreason.report.continual_metrics import heatmap, summarize
 from rlreason.learner.learner import Learner
 
 LORA = ["model.lora.rank=8", "train.lr=0.003"]

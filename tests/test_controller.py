@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from rlreason.config import RecipeError, load_config
+from rlreason.recipe import RecipeError, load_config
 from rlreason.controller import Context, problem_stream, retire_solved
 from rlreason.types import Problem, ScoredGroup, VerifyResult
 

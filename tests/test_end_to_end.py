@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from rlreason.batching import build_train_batch, compute_advantages
-from rlreason.config import load_config
+from rlreason.recipe import load_config
 from rlreason.controller import Context, generate, problem_stream, push_weights, rl_step, score
 from rlreason.rollout.engine import SamplingSpec
 from rlreason.scoring import Scorer
@@ -18,7 +18,7 @@ from rlreason.scoring import Scorer
 def cluster():
     import ray
 
-    from rlreason.cluster import start_cluster
+    from rlreason.run.cluster import start_cluster
 
     cfg = load_config(None, ["rollout.workers=2", "rollout.prompts_per_step=16", "rollout.group_size=4",
                              "train.lr=0.00001"])

@@ -103,7 +103,7 @@ def test_an_engine_serves_every_member_at_once_as_the_learner_builds_it(populati
     tokens with are the learner's under that member's adapter; the members differ; they are gone afterwards."""
     from peft import set_peft_model_state_dict
 
-    from rlreason.config import load_config
+    from rlreason.recipe import load_config
     from rlreason.learner.learner import Learner
     from rlreason.rollout.engine import SamplingSpec
     from rlreason.tasks import get_task
@@ -140,7 +140,7 @@ def test_an_engine_serves_a_saved_member_for_evaluation(population_engine, tmp_p
 
     from peft import set_peft_model_state_dict
 
-    from rlreason.config import load_config
+    from rlreason.recipe import load_config
     from rlreason.learner.learner import Learner
     from rlreason.rollout.engine import SamplingSpec
     from rlreason.tasks import get_task
@@ -170,8 +170,8 @@ def test_an_engine_serves_a_saved_member_for_evaluation(population_engine, tmp_p
 
 
 def test_the_common_seed_is_one_per_generation_and_the_same_on_a_rerun():
-    from rlreason.config import load_config
-    from rlreason.es.driver import common_seed
+    from rlreason.recipe import load_config
+    from rlreason.drivers.es import common_seed
 
     cfg, other = load_config("es", []), load_config("es", ["seed=1"])
     seeds = [common_seed(cfg, step) for step in range(1, 6)]
@@ -182,7 +182,7 @@ def test_the_common_seed_is_one_per_generation_and_the_same_on_a_rerun():
 
 def _serving_a_fresh_mean(engine, version: int, seed: int):
     """The shared engine serving a new learner's mean (under a version of its own), 4 problems, 4 members."""
-    from rlreason.config import load_config
+    from rlreason.recipe import load_config
     from rlreason.learner.learner import Learner
     from rlreason.tasks import get_task
 
@@ -279,7 +279,7 @@ def test_greedy_es_runs_one_answer_per_problem(tmp_path):
 def test_the_archive_forgets_generations_a_resumed_run_replays_and_size_0_keeps_none(tmp_path):
     import json
 
-    from rlreason.es.driver import Archive, Elite
+    from rlreason.drivers.es import Archive, Elite
 
     elites = []
     for generation in (1, 2, 3):

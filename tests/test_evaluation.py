@@ -145,7 +145,7 @@ def test_an_equivalence_check_that_hangs_does_not_hang_the_vote(monkeypatch):
     (["tasks.eval_size=500"], "tasks.eval_size: 500 is more than task 'arithmetic' holds out (200)"),
 ])
 def test_impossible_evaluation_settings_are_refused(overrides, message):
-    from rlreason.config import RecipeError, load_config
+    from rlreason.recipe import RecipeError, load_config
 
     with pytest.raises(RecipeError) as err:
         load_config(None, overrides)

@@ -5,7 +5,7 @@ import torch
 from batches import good_and_bad_groups
 
 from rlreason.batching import build_train_batch
-from rlreason.config import load_config
+from rlreason.recipe import load_config
 from rlreason.learner.learner import Learner
 
 

@@ -6,7 +6,7 @@ import torch
 from transformers import AutoTokenizer
 
 from rlreason.batching import build_train_batch
-from rlreason.config import load_config
+from rlreason.recipe import load_config
 from rlreason.learner.learner import Learner
 from tests.batches import good_and_bad_groups
 

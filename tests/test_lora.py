@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlreason.batching import build_train_batch
-from rlreason.config import RecipeError, load_config
+from rlreason.recipe import RecipeError, load_config
 from rlreason.learner.learner import Learner
 from rlreason.rollout.engine import RolloutEngine, SamplingSpec
 from rlreason.scoring import Scorer
@@ -105,7 +105,7 @@ def test_vllm_serves_each_pushed_adapter_with_the_learners_logprobs(lora_engine,
     assert max(abs(a - b) for a, b in zip(logp[len(c.prompt_ids) - 1:].tolist(), ours)) < 1e-5
 
     # merged into the base: a plain model directory that vLLM serves with the same logprobs
-    from rlreason.merge import merge_adapter
+    from rlreason.models.merge import merge_adapter
 
     merged = merge_adapter(tmp_path / "adapter", tmp_path / "merged")
     merged_engine = RolloutEngine(str(merged), seed=0)

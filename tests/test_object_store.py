@@ -23,8 +23,8 @@ def plasma_objects() -> tuple[float, int]:
 def test_the_object_store_does_not_grow_over_300_steps(tmp_path, mode):
     import ray
 
-    from rlreason.config import load_config
-    from rlreason.train import train
+    from rlreason.recipe import load_config
+    from rlreason.drivers.train import train
 
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)  # the run joins it; we read its store
     samples, stop = [], threading.Event()

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from rlreason.config import RecipeError, load_config, validate
+from rlreason.recipe import RecipeError, load_config, validate
 from rlreason.tasks import get_task
 
 

@@ -1,4 +1,4 @@
-"""Fields a recipe leaves to the model, the tasks and the machine (rlreason.recipe_defaults), the two answer
+"""Fields a recipe leaves to the model, the tasks and the machine (rlreason.recipe.defaults), the two answer
 protocols, the truncation warning and few-shot prompts (rlreason.tasks.prompting)."""
 
 import json
@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from rlreason.config import RecipeError, load_config
-from rlreason.recipe_defaults import bf16_warning, cpu_has_native_bf16, resolution_notes
+from rlreason.recipe import RecipeError, load_config
+from rlreason.recipe.defaults import bf16_warning, cpu_has_native_bf16, resolution_notes
 from rlreason.types import Completion, Problem, ScoredGroup
 
 
@@ -49,7 +49,7 @@ def test_the_context_is_capped_by_what_the_kv_cache_holds(tmp_path, tiny_model_p
 def test_the_resolved_values_are_what_a_saved_recipe_holds(tmp_path):
     import yaml
 
-    from rlreason.train import write_recipe
+    from rlreason.drivers.train import write_recipe
 
     cfg = load_config(None, [f"output.run={tmp_path / 'run'}"])
     saved = yaml.safe_load((write_recipe(cfg) / "recipe.yaml").read_text())
@@ -79,7 +79,7 @@ def test_the_machine_reading_can_be_overridden(monkeypatch):
 
 
 def test_bf16_on_a_cpu_that_emulates_it_is_warned_and_auto_picks_float32(monkeypatch):
-    import rlreason.recipe_defaults as defaults
+    import rlreason.recipe.defaults as defaults
 
     monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda cpuinfo=None: False)
     assert load_config().model.dtype == "float32"
@@ -129,9 +129,9 @@ def test_both_protocols_reach_the_metrics_of_evaluation_and_training():
 
 # -- truncation ----------------------------------------------------------------------------------------------------
 def test_truncation_is_loud_above_the_threshold_and_quiet_below():
-    from rlreason.console import format_step, truncation_warnings
+    from rlreason.report.console import format_step, truncation_warnings
     from rlreason.evaluation.command import table
-    from rlreason.train import RunSummary, run_warnings
+    from rlreason.drivers.train import RunSummary, run_warnings
 
     cfg = load_config()  # warn_truncated 0.1, max_tokens 48
     assert truncation_warnings({"gsm8k/truncated_frac": 0.94, "arithmetic/truncated_frac": 0.05}, 0.1, 48) == [
@@ -145,6 +145,17 @@ def test_truncation_is_loud_above_the_threshold_and_quiet_below():
     report = {"k": [1], "tasks": {"gsm8k": {"problems": 2, "metrics": {"pass@1": {"mean": 0.0, "ci95": 0.0}}}},
               "warnings": ["warning: 94% of gsm8k completions ..."]}
     assert table(report).splitlines()[-1] == "warning: 94% of gsm8k completions ..."
+
+
+def test_cut_completions_that_repeat_themselves_are_told_apart():
+    from rlreason.report.console import truncation_warning
+    from rlreason.evaluation.metrics import loops
+
+    assert loops([5, 6, 7, 8] * 40) and loops(list(range(60)) + [1, 2, 3] * 30)
+    assert not loops(list(range(120))) and not loops([1, 2, 3])
+    line = truncation_warning(0.4, "gsm8k", 512, looping=0.3)
+    assert line.endswith("75% of the cut ones repeat themselves (the model loops: a longer limit will not end them; "
+                         "try sampling, few-shot examples or a larger model)")
 
 
 # -- few-shot prompts ------------------------------------------------------------------------------------------------
@@ -162,7 +173,7 @@ def test_fewshot_examples_never_come_from_the_evaluated_split(data_dir):
 
 
 def test_fewshot_prompts_plain_and_chat(data_dir, tiny_chat_model):
-    from rlreason.controller import eval_problems
+    from rlreason.evaluation.heldout import eval_problems
 
     plain = load_config(None, ["tasks.fewshot=2"])
     first = eval_problems(plain, "arithmetic")[0]

@@ -102,7 +102,7 @@ def test_a_corrupt_newest_checkpoint_is_reported_and_the_one_before_is_used(tmp_
 
 def test_metrics_are_trimmed_to_the_checkpoints_line_count(tmp_path):
     """The final evaluation shares the last checkpoint's step: only the line count tells it from a periodic one."""
-    from rlreason.checkpoint import trim_metrics
+    from rlreason.run.checkpoint import trim_metrics
 
     records = [{"kind": "train", "step": 1}, {"kind": "eval", "step": 1}, {"kind": "train", "step": 2},
                {"kind": "eval", "step": 2}]
@@ -116,8 +116,8 @@ def test_metrics_are_trimmed_to_the_checkpoints_line_count(tmp_path):
 def test_a_checkpoint_written_before_a_field_existed_still_resumes():
     """A field added since the checkpoint was written (here rollout.dtype) takes its default: no refusal; a real
     change is still named."""
-    from rlreason.checkpoint import recipe_changes
-    from rlreason.config import load_config
+    from rlreason.run.checkpoint import recipe_changes
+    from rlreason.recipe import load_config
 
     current = load_config(None, []).model_dump(mode="json")
     saved = json.loads(json.dumps(current))
@@ -184,7 +184,7 @@ def test_a_restored_learner_takes_exactly_the_step_the_original_takes(tmp_path):
     from transformers import AutoTokenizer
 
     from rlreason.batching import build_train_batch
-    from rlreason.config import load_config
+    from rlreason.recipe import load_config
     from rlreason.learner.learner import Learner
 
     for overrides in ([], ["model.lora.rank=4", "train.lr=0.003", "continual.adapters=per_phase",

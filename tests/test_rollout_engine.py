@@ -1,6 +1,6 @@
 """The rollout engine on its own: a real in-process vLLM engine (the session's shared one)."""
 
-from rlreason.config import load_config
+from rlreason.recipe import load_config
 from rlreason.controller import problem_stream
 from rlreason.rollout.engine import SamplingSpec
 

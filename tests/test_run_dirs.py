@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from rlreason.rundirs import choose_run_dir
+from rlreason.run.rundirs import choose_run_dir
 
 
 def _run(directory, name):

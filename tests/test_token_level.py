@@ -6,7 +6,7 @@ import torch
 from rlreason.algorithms import AdvantageInputs, LossInputs, get_algorithm
 from rlreason.algorithms.common import aggregate, gae, returns_to_go, token_level_rewards, whiten
 from rlreason.batching import advantage_inputs
-from rlreason.config import RecipeError, load_config
+from rlreason.recipe import RecipeError, load_config
 from rlreason.types import TrainBatch
 
 

@@ -8,7 +8,7 @@ TEXTS = ["24+43+38=?\n", "  leading and trailing spaces  ", "",
 def test_the_driver_tokenizer_encodes_as_transformers_does(tiny_model_path, tiny_chat_model):
     from transformers import AutoTokenizer
 
-    from rlreason.tokens import DriverTokenizer
+    from rlreason.models.tokens import DriverTokenizer
 
     for path in (tiny_model_path, tiny_chat_model):
         ours, theirs = DriverTokenizer(path), AutoTokenizer.from_pretrained(path)
@@ -30,7 +30,7 @@ def test_padding_truncation_or_extra_special_tokens_send_the_driver_to_transform
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-    from rlreason.tokens import DriverTokenizer
+    from rlreason.models.tokens import DriverTokenizer
 
     padded = tmp_path / "padded"
     shutil.copytree(tiny_model_path, padded)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from rlreason.metrics import MetricsLogger
-from rlreason.trackers import open_trackers
+from rlreason.report.metrics import MetricsLogger
+from rlreason.report.trackers import open_trackers
 
 
 def test_wandb_offline_and_mlflow_file_store_get_the_metrics(tmp_path, monkeypatch):
@@ -38,10 +38,10 @@ def test_wandb_offline_and_mlflow_file_store_get_the_metrics(tmp_path, monkeypat
 
 
 def test_a_tracker_that_is_not_installed_is_refused_up_front(monkeypatch):
-    import rlreason.trackers as trackers
-    from rlreason.config import RecipeError, load_config
+    import rlreason.recipe.checks as checks
+    from rlreason.recipe import RecipeError, load_config
 
-    monkeypatch.setitem(trackers.PACKAGES, "wandb", "wandb_not_installed_here")
+    monkeypatch.setitem(checks.TRACKER_PACKAGES, "wandb", "wandb_not_installed_here")
     with pytest.raises(RecipeError, match=r"^output.trackers: 'wandb' is not installed"):
         load_config(None, ["output.trackers=[wandb]"])
     with pytest.raises(RecipeError, match=r"^output.trackers.0: Input should be 'wandb' or 'mlflow'"):
@@ -49,7 +49,7 @@ def test_a_tracker_that_is_not_installed_is_refused_up_front(monkeypatch):
 
 
 def test_a_tracker_that_fails_is_dropped_with_one_warning_and_the_run_goes_on(tmp_path, capsys):
-    from rlreason.trackers import Guarded
+    from rlreason.report.trackers import Guarded
 
     class Flaky:  # stands in for a network failure inside a tracker's log call, not for a tracker
         calls = 0

@@ -63,7 +63,7 @@ def test_a_trl_style_reward_function_named_in_a_recipe_is_a_verifier(tmp_path):
         def length_ok(prompts, completions, reference, **kwargs):
             return [1.0 if str(r) in c else (None if not c else 0.25) for c, r in zip(completions, reference)]
     '''))
-    from rlreason.config import load_config
+    from rlreason.recipe import load_config
 
     sys.path.insert(0, str(tmp_path))
     try:

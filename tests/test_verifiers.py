@@ -52,7 +52,7 @@ def test_format_and_length_rewards():
 
 
 def test_composite_reward_sums_weighted_terms_and_keeps_the_task_verdict():
-    from rlreason.config import load_config
+    from rlreason.recipe import load_config
     from rlreason.scoring import Scorer, score_composite
 
     cfg = load_config(None, ["tasks.rewards=[{verifier: task, weight: 1.0}, {verifier: answer_format, weight: 0.5},"

@@ -3,7 +3,7 @@
 import pytest
 
 from rlreason.batching import build_train_batch
-from rlreason.config import load_config
+from rlreason.recipe import load_config
 from rlreason.learner.learner import Learner
 from rlreason.rollout.engine import SamplingSpec
 from rlreason.scoring import Scorer

@@ -9,40 +9,5 @@ process with a hard deadline and turns any failure into score 0 with the error r
         return VerifyResult(score=float(problem.reference in completion))
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable
-
-from rlreason.registry import Registry
-from rlreason.types import Problem, VerifyResult
-
-VerifyFn = Callable[[str, Problem], VerifyResult]
-def _from_trl(fn) -> VerifyFn:
-    from rlreason.integrations.trl import as_verifier
-
-    return as_verifier(fn)
-
-
-VERIFIERS: Registry[VerifyFn] = Registry("verifier", schemes={"trl": _from_trl})  # trl:module:function
-
-
-def verifier(name: str, same_answer: Callable[[str, str], bool] | None = None) -> Callable[[VerifyFn], VerifyFn]:
-    """Decorator: register ``fn`` under ``name``. ``same_answer(a, b)``: whether two answers the verifier extracted
-    (``details["extracted"]``) mean the same, for majority voting (maj@k); without it equal text votes together."""
-    def register(fn: VerifyFn) -> VerifyFn:
-        fn.same_answer = same_answer
-        return VERIFIERS.register(name)(fn)
-
-    return register
-
-
-def same_answer_of(name: str) -> Callable[[str, str], bool] | None:
-    """The verifier's answer equivalence for voting (None: exact text)."""
-    return getattr(get_verifier(name), "same_answer", None)
-
-
-def get_verifier(name: str) -> VerifyFn:
-    return VERIFIERS.get(name)
-
-
-from rlreason.verifiers import answers, code, math_equiv, python_io, shaping  # noqa: E402,F401  (built-ins)
+from rlreason.verifiers.base import VERIFIERS, VerifyFn, get_verifier, same_answer_of, verifier  # noqa: F401
+from rlreason.verifiers import answers, code, math_equiv, python_io, shaping  # noqa: F401  (the built-ins register)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from rlreason.types import Problem, VerifyResult
-from rlreason.verifiers import verifier
+from rlreason.verifiers.base import verifier
 
 _ANCHOR = re.compile(r"####\s*([^\n]*)")
 # lm-eval's GSM8K flexible-extract is (-?[$0-9.,]{2,})|(-?[0-9]+), the last match; we also require a digit, so

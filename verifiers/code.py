@@ -19,7 +19,7 @@ import re
 import sys
 
 from rlreason.types import Problem, VerifyResult
-from rlreason.verifiers import verifier
+from rlreason.verifiers.base import verifier
 from rlreason.verifiers.sandbox import Sandbox, SandboxError
 
 _SAFE_MODULES = {"sys", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",

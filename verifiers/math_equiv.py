@@ -17,7 +17,7 @@ import logging
 import re
 
 from rlreason.types import Problem, VerifyResult
-from rlreason.verifiers import verifier
+from rlreason.verifiers.base import verifier
 from rlreason.verifiers.answers import extract_hash_answer, flexible_verdict
 
 MAX_ANSWER_CHARS = 1000

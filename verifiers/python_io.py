@@ -7,7 +7,7 @@ here with the expected outputs, so a program cannot declare itself correct.
 from __future__ import annotations
 
 from rlreason.types import Problem, VerifyResult
-from rlreason.verifiers import verifier
+from rlreason.verifiers.base import verifier
 from rlreason.verifiers.sandbox import CandidateRaised, Sandbox, SandboxError
 
 WALL_SECONDS = 5.0

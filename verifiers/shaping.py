@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from rlreason.types import Problem, VerifyResult
-from rlreason.verifiers import verifier
+from rlreason.verifiers.base import verifier
 
 
 @verifier("answer_format")

@@ -47,7 +47,7 @@ def _tail(values: list) -> list:
 
 def run_tree(cmd: list[str], cwd: Path, timeout: float = 3600) -> tuple[subprocess.CompletedProcess, float]:
     """Run ``cmd``; its result and the peak RSS (GiB) of its process tree."""
-    from rlreason.metrics import tree_rss_bytes
+    from rlreason.report.metrics import tree_rss_bytes
 
     peak, done = [0], threading.Event()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

@@ -27,7 +27,7 @@ class Workload:
 
 
 def tiny_model() -> str:
-    from rlreason.tiny import default_model_path
+    from rlreason.models.tiny import default_model_path
 
     return default_model_path()
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlreason.compare.runs import finished
-from rlreason.config import RecipeError, load_config
+from rlreason.recipe import RecipeError, load_config
 
 
 @dataclass(frozen=True)

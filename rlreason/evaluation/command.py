@@ -16,12 +16,12 @@ from pathlib import Path
 
 import yaml
 
-from rlreason.config import EMBEDDED_MODEL, SMOLLM2, RunConfig, load_config
+from rlreason.recipe import EMBEDDED_MODEL, SMOLLM2, RunConfig, load_config
 
 
 def model_settings(model: str, adapter: str | None = None) -> tuple[str | None, list[str]]:
     """(recipe to start from or None, overrides that select the model) for a MODEL argument."""
-    from rlreason.modelinfo import adapter_settings
+    from rlreason.models.info import adapter_settings
 
     path = Path(model)
     if model in (EMBEDDED_MODEL, SMOLLM2) and not path.exists():
@@ -82,8 +82,9 @@ def output_dir(requested: str | None, model: str) -> Path:
 
 def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
     """Evaluate every task of ``cfg.tasks.eval``; write ``eval.json`` and ``problems.jsonl`` into ``out``."""
-    from rlreason.cluster import start_cluster
-    from rlreason.controller import Context, evaluate_groups
+    from rlreason.run.cluster import start_cluster
+    from rlreason.controller import Context
+    from rlreason.evaluation.heldout import evaluate_groups
     from rlreason.evaluation.metrics import group_summary
     from rlreason.scoring import Scorer
     from rlreason.verifiers import same_answer_of
@@ -94,8 +95,8 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
     except BaseException:
         cluster.shutdown()
         raise
-    from rlreason.console import truncation_warning
-    from rlreason.recipe_defaults import resolution_notes
+    from rlreason.report.console import truncation_warning
+    from rlreason.recipe.defaults import resolution_notes
 
     report = {"model": cfg.model.path, "adapter": cfg.model.adapter, "n": cfg.eval.samples, "k": ks,
               "temperature": cfg.eval.temperature, "max_tokens": cfg.rollout.max_tokens,
@@ -112,9 +113,11 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
                     "problems": len(groups), "too_long": too_long, "verifier": verifier,
                     "seconds": time.perf_counter() - start,
                     "metrics": group_summary(groups, ks, same_answer_of(verifier) if verifier else None)}
-                cut = report["tasks"][task]["metrics"].get("truncated_frac", {}).get("mean", 0.0)
+                metrics = report["tasks"][task]["metrics"]
+                cut = metrics.get("truncated_frac", {}).get("mean", 0.0)
                 if cut > cfg.rollout.warn_truncated:
-                    report["warnings"].append(truncation_warning(cut, task, cfg.rollout.max_tokens))
+                    report["warnings"].append(truncation_warning(cut, task, cfg.rollout.max_tokens,
+                                                                 metrics["looping_frac"]["mean"]))
                 for g in groups:
                     rows.write(json.dumps(problem_record(task, g), default=str) + "\n")
                 if console is not None:

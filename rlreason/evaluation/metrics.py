@@ -110,8 +110,18 @@ def problem_metrics(group: ScoredGroup, ks: Sequence[int], same: SameAnswer | No
         out[f"{protocol}_pass@1"] = statistics.fmean(bool(r.protocols.get(protocol)) for r in results)
     out["completion_len"] = statistics.fmean(len(x.completion_ids) for x in group.completions)
     out["truncated_frac"] = statistics.fmean(x.finish_reason == "length" for x in group.completions)
+    out["looping_frac"] = statistics.fmean(x.finish_reason == "length" and loops(x.completion_ids)
+                                           for x in group.completions)
     out["verifier_error_frac"] = statistics.fmean(r.error is not None for r in results)
     return out
+
+
+def loops(ids: Sequence[int], n: int = 8, distinct_below: float = 0.5) -> bool:
+    """Whether a completion's second half repeats itself: under half of its token ``n``-grams are distinct (a small
+    model caught in a loop under greedy decoding, which no longer generation limit would end)."""
+    tail = ids[len(ids) // 2:]
+    grams = [tuple(tail[i: i + n]) for i in range(len(tail) - n + 1)]
+    return len(grams) >= 2 * n and len(set(grams)) < distinct_below * len(grams)
 
 
 def extracts_answers(groups: Sequence[ScoredGroup]) -> bool:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import atexit
 from collections.abc import Callable
 
-from rlreason.types import Problem, VerifyResult
+from rlreason.types import Problem
+from rlreason.verifiers.trl_functions import as_verifier  # noqa: F401  (re-exported: TRL interop, both ways)
 
 
 def _text(item) -> str:
@@ -53,24 +54,3 @@ def reward_function(verifier: str, reference: str = "reference", workers: int = 
     reward.__name__ = verifier.replace(":", "_")
     reward.close = lambda: state.pop("scorer").close() if "scorer" in state else None
     return reward
-
-
-def as_verifier(fn: Callable[..., list]) -> Callable[[str, Problem], VerifyResult]:
-    """A TRL-style reward function as a verifier (see the module docstring)."""
-    def verify(completion: str, problem: Problem) -> VerifyResult:
-        extra = {k: [v] for k, v in problem.meta.items() if k != "messages"}
-        extra.update(reference=[problem.reference], solution=[problem.reference])  # TRL's own functions: solution
-        try:
-            scores = fn(prompts=[problem.prompt], completions=[completion], **extra)
-        except (TypeError, KeyError, IndexError):  # a function written for TRL's conversational format
-            scores = fn(prompts=[[{"role": "user", "content": problem.prompt}]],
-                        completions=[[{"role": "assistant", "content": completion}]], **extra)
-        if len(scores) != 1:
-            raise ValueError(f"TRL reward function {fn.__name__} returned {len(scores)} scores for one completion")
-        score = scores[0]
-        if score is None:
-            return VerifyResult(0.0, {"reason": "the reward function returned None"})
-        return VerifyResult(float(score), {"trl_reward": float(score)})
-
-    verify.__doc__ = f"TRL reward function {getattr(fn, '__module__', '?')}.{getattr(fn, '__name__', '?')}"
-    return verify

@@ -16,17 +16,18 @@ from pathlib import Path
 
 import torch
 
-from rlreason.actor_info import ActorInfo
+from rlreason.process_info import ActorInfo
 from rlreason.algorithms import LossInputs, get_algorithm
 from rlreason.algorithms.common import effective_sample_size, kl_penalty, masked_mean
 from rlreason.batching import advantage_inputs, step_counts
-from rlreason.config import RunConfig
-from rlreason.es.mean import ESMean
+from rlreason.recipe import RunConfig
+from rlreason.learner.es_mean import ESMean
 from rlreason.learner.attention import fit_attention
 from rlreason.learner.critic import Critic
 from rlreason.learner.data_parallel import DataParallel
 from rlreason.learner.logprobs import autocast, policy_forward, token_logprobs
-from rlreason.learner.policy import build_policy
+from rlreason.learner.phased_lora import PhasedLoraPolicy
+from rlreason.learner.policy import FullPolicy, LoraPolicy
 from rlreason.learner.shared_prefix import Plan, prompt_lengths, worth_it
 from rlreason.registry import load_plugins
 from rlreason.rollout.weight_channel import WeightSender
@@ -60,6 +61,13 @@ class Prepared:
     returns: torch.Tensor | None = None  # [B, T] critic targets
     metrics: dict | None = None
 
+
+
+def build_policy(cfg: RunConfig, device: torch.device):
+    """The policy kind the recipe asks for: full weights, a LoRA adapter, or one adapter per continual phase."""
+    if cfg.continual.adapters == "per_phase":
+        return PhasedLoraPolicy(cfg, device)
+    return (LoraPolicy if cfg.model.uses_lora else FullPolicy)(cfg, device)
 
 class Learner(ActorInfo, WeightSender, ESMean):
     def __init__(self, cfg: RunConfig, threads: int | None = None, rank: int = 0, world: int = 1) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from rlreason.learner.policy import LoraPolicy, adapter_config_dict
-from rlreason.modelinfo import write_adapter
+from rlreason.models.info import write_adapter
 from rlreason.types import WeightUpdate
 
 

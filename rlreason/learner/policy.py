@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from rlreason.config import RunConfig
+from rlreason.recipe import RunConfig
 from rlreason.learner import plasticity
 from rlreason.learner.attention import load_choice
-from rlreason.modelinfo import LORA_SERVABLE, lora_target_candidates
+from rlreason.models.info import LORA_SERVABLE, lora_target_candidates
 from rlreason.types import WeightUpdate
 
 
@@ -32,16 +32,6 @@ def _load(cfg: RunConfig, device: torch.device):
     model = model.to(device)
     model.config.use_cache = False
     return model
-
-
-def build_policy(cfg: RunConfig, device: torch.device):
-    """The policy kind the recipe asks for."""
-    if cfg.continual.adapters == "per_phase":
-        from rlreason.learner.phased_lora import PhasedLoraPolicy
-
-        return PhasedLoraPolicy(cfg, device)
-    kind = LoraPolicy if cfg.model.uses_lora else FullPolicy
-    return kind(cfg, device)
 
 
 class FullPolicy:

@@ -66,7 +66,7 @@ class AdapterVersions:
 
     def push(self, version: int, config: dict, tensors: dict) -> None:
         """Write version ``version`` of the adapter, load it, then drop the previous version."""
-        from rlreason.modelinfo import write_adapter
+        from rlreason.models.info import write_adapter
 
         directory = self.root / f"v{version}"
         directory.mkdir(parents=True, exist_ok=False)
@@ -90,7 +90,7 @@ class AdapterVersions:
 
     def add_member(self, name: str, tensors: dict):
         """Serve another adapter beside the policy (the pushed version's config, these tensors); its request."""
-        from rlreason.modelinfo import write_adapter
+        from rlreason.models.info import write_adapter
 
         self._member_ids += 1
         directory = self.root / f"member-{self._member_ids}"

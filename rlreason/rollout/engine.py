@@ -12,8 +12,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from rlreason.actor_info import ActorInfo
-from rlreason.es.population import PopulationServer
+from rlreason.process_info import ActorInfo
+from rlreason.rollout.population import PopulationServer
 from rlreason.rollout.recovery import EngineRestarted
 from rlreason.rollout.weight_channel import WeightReceiver
 from rlreason.types import Completion, Problem, WeightUpdate
@@ -103,7 +103,7 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         self.restarted = _restarted_actor()  # its weights are the start's, not the run's: generate refuses
         lora = {}
         if lora_rank is not None:
-            from rlreason.modelinfo import servable_lora_rank
+            from rlreason.models.info import servable_lora_rank
 
             lora = {"enable_lora": True, "max_lora_rank": servable_lora_rank(lora_rank), "max_loras": max_loras}
         llm_class = vllm.LLM  # (its imports)

@@ -59,7 +59,7 @@ class DataTaskSpec(Section):
     def _register(self) -> "DataTaskSpec":
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("set exactly one of prompt (a text column) and messages (a chat column)")
-        from rlreason.tasks import TASKS
+        from rlreason.tasks.registry import TASKS
         from rlreason.verifiers import VERIFIERS
 
         try:

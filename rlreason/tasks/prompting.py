@@ -17,7 +17,7 @@ from rlreason.types import Problem
 
 @functools.lru_cache(maxsize=64)
 def fewshot_examples(task: str, k: int, data_dir: str | None) -> tuple[tuple[str, str], ...]:
-    from rlreason.tasks import get_task
+    from rlreason.tasks.registry import get_task
 
     return tuple(get_task(task).fewshot_examples(k, data_dir))
 

@@ -1,11 +1,29 @@
-"""How a ``WeightUpdate`` travels through Ray's object store: each tensor's bytes as a NumPy buffer, which Ray
-writes out of band (one copy into shared memory) and an engine reads in place (no copy). Pickled as torch tensors
+"""New policy weights for the engines (``WeightUpdate``), and how they travel through Ray's object store: each
+tensor's bytes as a NumPy buffer, which Ray writes out of band (one copy into shared memory) and an engine reads in
+place (no copy). Pickled as torch tensors
 (each storage pickled into bytes, copied, unpickled), a 405 MiB push of the 107M model spent 0.3-3.7 s between the
 learner's export and the engine's load on this machine; see benchmarks/race."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class WeightUpdate:
+    """New policy weights for the rollout engines. ``payload``: for ``full`` a list of (HF parameter name, tensor);
+    for ``lora`` ``{"config": PEFT adapter config (JSON data), "tensors": {PEFT name: tensor}}``."""
+
+    version: int
+    kind: Literal["full", "lora"]
+    payload: Any
+    nbytes: int = 0  # bytes of tensor data carried
+
+    def __reduce__(self):
+        """Pickled (by Ray, into its object store) as one flat buffer per dtype: ``pack`` below."""
+        return pack(self)
 
 
 def _pairs(kind: str, payload) -> list:
@@ -30,8 +48,6 @@ def unpack(version: int, kind: str, config, layout: list, arrays: list, nbytes: 
     """The ``WeightUpdate`` again, its tensors views of the arrays (read-only when Ray maps them from shared
     memory: engines copy them into their own parameters)."""
     import torch
-
-    from rlreason.types import WeightUpdate
 
     with warnings.catch_warnings():  # "non-writable NumPy array": nothing writes into them
         warnings.simplefilter("ignore", UserWarning)

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rlreason.algorithms.es import member_seeds, normalized
-from rlreason.controller import (Context, evaluate, gathered, push_weights, reseed_engines, score, step_seed,
-                                 take_fitting)
+from rlreason.controller import Context, gathered, push_weights, reseed_engines, score, step_seed, take_fitting
+from rlreason.evaluation.heldout import evaluate
 from rlreason.rollout.engine import SamplingSpec
 from rlreason.rollout.recovery import on_workers
 
@@ -106,7 +106,7 @@ def common_seed(cfg, step: int) -> int | None:
 
 
 class ESSteps:
-    """One generation per step (``rlreason.train`` drives it like the gradient drivers)."""
+    """One generation per step (``rlreason.drivers.train`` drives it like the gradient drivers)."""
 
     def __init__(self, ctx: Context, stream, console=None) -> None:
         self.ctx, self.stream = ctx, stream

@@ -13,7 +13,7 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path, base: str | None = N
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlreason.modelinfo import adapter_settings
+    from rlreason.models.info import adapter_settings
 
     adapter_dir, out = Path(adapter_dir), Path(out)
     base = base or adapter_settings(adapter_dir)["base_model_name_or_path"]

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from rlreason.config import RecipeError, RunConfig
+from rlreason.recipe.sections import RecipeError, RunConfig
 
 FALLBACK_BUDGET = 512  # generation tokens when neither the tasks nor the model say
 MAX_DEFAULT_CONTEXT = 32768  # a default context longer than this is the recipe's to ask for
@@ -27,7 +27,7 @@ MAX_DEFAULT_CONTEXT = 32768  # a default context longer than this is the recipe'
 
 def resolve_defaults(cfg: RunConfig) -> RunConfig:
     """``cfg`` with every ``null``/``auto`` field above replaced by its value; the notes ride along."""
-    from rlreason.modelinfo import has_chat_template
+    from rlreason.models.info import has_chat_template
 
     try:
         model_dir = Path(cfg.model.resolved_path())
@@ -119,7 +119,7 @@ def kv_bytes_per_token(config: dict, dtype: str) -> int | None:
 
 
 def default_context(cfg: RunConfig, model_dir: Path) -> tuple[int, str]:
-    from rlreason.modelinfo import context_limit
+    from rlreason.models.info import context_limit
 
     limit = context_limit(model_dir)
     value, why = (limit, "the model's max_position_embeddings") if limit else (2048, "the model's config gives no "

@@ -18,7 +18,7 @@ import itertools
 import json
 import time
 
-from rlreason.config import RunConfig
+from rlreason.recipe import RunConfig
 from rlreason.controller import as_configured, fitting, rl_step
 from rlreason.tasks import TASKS
 from rlreason.tasks.stream import StreamPosition, StreamReader
@@ -27,8 +27,8 @@ POSITION_FILE = "stream_position.json"
 
 
 def run_online(cfg: RunConfig, console=None) -> dict:
-    from rlreason.console import StepProgress
-    from rlreason.train import evaluate_and_log, session
+    from rlreason.report.console import StepProgress
+    from rlreason.drivers.train import evaluate_and_log, session
 
     start = time.perf_counter()
     with session(cfg) as run, open(run.run_dir / "problems.jsonl", "a", buffering=1) as trained:

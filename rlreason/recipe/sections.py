@@ -1,8 +1,10 @@
-"""The recipe: a pydantic tree (at most three levels), loaded from YAML, overridden by dotted keys, frozen.
+"""The recipe's sections: a pydantic tree (at most three levels), every field with its type, bounds, default and
+description (the documentation's field reference is generated from here). Loading, overrides and validation are in
+``rlreason.recipe.loading``.
 
-Validation happens once, before any process starts. Errors become :class:`RecipeError` with one line naming the
-field and what is allowed (with a did-you-mean for unknown keys and names). Importing this module imports neither
-torch, ray nor vllm; validating an ``algorithm`` section imports the algorithm registry (and so torch).
+Errors become :class:`RecipeError` with one line naming the field and what is allowed (with a did-you-mean for
+unknown keys and names). Importing this module imports neither torch, ray nor vllm; validating an ``algorithm``
+section imports the algorithm registry (and so torch).
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SerializeAsAny, field_validator, model_validator
 
 from rlreason.registry import UnknownNameError
-from rlreason.section import Section, describe_error
+from rlreason.section import Section
 from rlreason.tasks.files import DataTaskSpec, inline_data_tasks
 
 EMBEDDED_MODEL = "tiny"
@@ -48,7 +49,7 @@ class LoraSettings(Section):
     @field_validator("rank")
     @classmethod
     def _servable(cls, rank: int) -> int:
-        from rlreason.modelinfo import servable_lora_rank
+        from rlreason.models.info import servable_lora_rank
 
         servable_lora_rank(rank)
         return rank
@@ -83,7 +84,7 @@ class ModelConfig(Section):
     def lora_rank(self) -> int | None:
         """The adapter's rank (from the saved adapter when training continues one), None without LoRA."""
         if self.adapter is not None:
-            from rlreason.modelinfo import adapter_settings
+            from rlreason.models.info import adapter_settings
 
             return int(adapter_settings(Path(self.adapter))["r"])
         return None if self.lora is None else self.lora.rank
@@ -99,11 +100,11 @@ class ModelConfig(Section):
     def resolved_path(self) -> str:
         """The model directory (converting SmolLM2 from its wheel on first use; ValueError if it can't)."""
         if self.path == EMBEDDED_MODEL:
-            from rlreason.tiny import default_model_path
+            from rlreason.models.tiny import default_model_path
 
             return default_model_path()
         if self.path == SMOLLM2:
-            from rlreason.gguf_convert import smollm2_model_dir
+            from rlreason.models.gguf import smollm2_model_dir
 
             return str(smollm2_model_dir())
         return str(Path(self.path).resolve())
@@ -332,85 +333,3 @@ class RunConfig(Section):
     @property
     def run_dir(self) -> Path:
         return Path(self.output.run) if self.output.run else Path(self.output.dir) / self.name
-
-
-# -- loading ----------------------------------------------------------------------------------------------
-def recipes_dir() -> Path:
-    """The shipped recipes (the package ``rlreason.recipes``: ``recipes/`` in a checkout, inside the wheel when
-    installed)."""
-    from importlib.resources import files
-
-    return Path(str(files("rlreason.recipes")))
-
-
-def shipped_recipes() -> list[str]:
-    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
-
-
-def find_recipe(recipe: str | Path | None) -> Path:
-    """A recipe file: the default one for None, a path when it names a file, else a shipped recipe by name
-    (``ppo`` or ``ppo.yaml``)."""
-    if recipe is None:
-        return recipes_dir() / "default.yaml"
-    path = Path(recipe)
-    if path.is_file():
-        return path
-    shipped = recipes_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
-    if path.parent == Path(".") and shipped.is_file():
-        return shipped
-    raise RecipeError(f"recipe: no such file {str(recipe)!r} (shipped recipes: {', '.join(shipped_recipes())})")
-
-
-def load_config(recipe: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML recipe (the default one if None; a file or a shipped recipe's name), apply ``a.b=value``
-    overrides, validate, freeze."""
-    path = find_recipe(recipe)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise RecipeError(f"recipe: {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"recipe: {path} must be a mapping of sections")
-    for item in overrides:
-        apply_override(data, item)
-    return validate(data)
-
-
-def apply_override(data: dict, item: str) -> None:
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise RecipeError(f"override {item!r}: expected dotted.key=value")
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise RecipeError(f"{key}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw) if raw else ""
-
-
-def validate(data: dict) -> RunConfig:
-    """Validate a recipe mapping; the algorithm section against its own algorithm's config class."""
-    from rlreason.algorithms import ALGORITHMS
-
-    algo = data.get("algorithm", {"name": "grpo"})
-    if not isinstance(algo, dict) or "name" not in algo:
-        raise RecipeError("algorithm: must be a mapping with a 'name' (e.g. {name: grpo})")
-    try:
-        spec = ALGORITHMS.get(str(algo["name"]))
-    except UnknownNameError as e:
-        raise RecipeError(f"algorithm.name: {e}") from None
-    try:
-        algo_cfg = spec.config(**algo)
-    except ValidationError as e:
-        raise RecipeError(describe_error(e.errors()[0], spec.config, prefix=["algorithm"])) from None
-    try:
-        cfg = RunConfig(**{**data, "algorithm": algo_cfg})
-    except ValidationError as e:
-        raise RecipeError(describe_error(e.errors()[0], RunConfig)) from None
-    from rlreason.recipe_checks import check_across_sections
-    from rlreason.recipe_defaults import resolve_defaults
-
-    cfg = resolve_defaults(cfg)
-    check_across_sections(cfg)
-    return cfg

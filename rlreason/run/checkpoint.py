@@ -115,7 +115,7 @@ def latest_checkpoint(run_dir: Path, echo=print) -> tuple[Path, dict] | None:
 def recipe_changes(saved: dict, current: dict) -> list[str]:
     """Fields whose value differs between the checkpoint's recipe and the current one, outside ``MAY_CHANGE``.
     Fields added to rlreason since the checkpoint was written take their defaults (the behaviour it ran with)."""
-    from rlreason.config import RunConfig
+    from rlreason.recipe import RunConfig
     from rlreason.section import flatten
 
     try:

@@ -22,8 +22,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from rlreason.config import RunConfig
-from rlreason.continual_metrics import heatmap, summarize
+from rlreason.recipe import RunConfig
+from rlreason.report.continual_metrics import heatmap, summarize
 from rlreason.controller import as_configured, rl_step, take_fitting
 from rlreason.tasks import get_task
 from rlreason.types import Problem
@@ -48,7 +48,7 @@ def task_streams(cfg: RunConfig, tasks: list[str]) -> dict[str, Iterator[Problem
 
 
 def run_continual(cfg: RunConfig, console=None) -> dict:
-    from rlreason.train import evaluate_and_log, session
+    from rlreason.drivers.train import evaluate_and_log, session
 
     phases = cfg.continual.phases
     if not phases:
@@ -65,7 +65,7 @@ def run_continual(cfg: RunConfig, console=None) -> dict:
     (run.run_dir / "continual.json").write_text(json.dumps(report, indent=2))
     heatmap(report, run.run_dir / "continual.png", title=cfg.name)
     if cfg.continual.merge:  # after the report is safe on disk
-        from rlreason.merge import merge_adapter
+        from rlreason.models.merge import merge_adapter
 
         merge_adapter(final, run.run_dir / "final-merged")
     return report
@@ -75,8 +75,8 @@ def _train_phases(cfg: RunConfig, run, console, tasks: list[str]) -> tuple[list[
     """Every phase in order, evaluating all tasks after each: (accuracy matrix rows, steps taken)."""
     import ray
 
-    from rlreason.console import StepProgress
-    from rlreason.train import evaluate_and_log
+    from rlreason.report.console import StepProgress
+    from rlreason.drivers.train import evaluate_and_log
 
     phases, matrix, step = cfg.continual.phases, [], 0
     streams, rng = task_streams(cfg, tasks), random.Random(cfg.seed)

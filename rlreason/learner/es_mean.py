@@ -33,7 +33,7 @@ class ESMean:
         """Write member (seed, sign) around the current mean as a PEFT adapter directory (servable, trainable);
         its tensors (CPU), so an engine on another node can serve it without reading that directory."""
         from rlreason.algorithms.es import perturbed
-        from rlreason.modelinfo import write_adapter
+        from rlreason.models.info import write_adapter
 
         payload = self._mean()
         out = Path(directory)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rlreason.config import RecipeError, RunConfig
+from rlreason.recipe import RecipeError, RunConfig
 
 
 class ClusterError(RecipeError):

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import yaml
 
-from rlreason.config import RecipeError, RunConfig
-from rlreason.console import StepProgress, print_eval_table
-from rlreason.checkpoint import latest_checkpoint, recipe_changes, save_checkpoint, trim_metrics
-from rlreason.controller import (Context, evaluate, load_tokenizer, problem_stream, push_weights, reseed_engines,
-                                 rl_step, take_fitting)
+from rlreason.recipe import RecipeError, RunConfig
+from rlreason.report.console import StepProgress, print_eval_table
+from rlreason.run.checkpoint import latest_checkpoint, recipe_changes, save_checkpoint, trim_metrics
+from rlreason.controller import (Context, load_tokenizer, problem_stream, push_weights, reseed_engines, rl_step,
+                                 take_fitting)
+from rlreason.evaluation.heldout import evaluate
 from rlreason.learner.learner import NonFiniteError
-from rlreason.metrics import MemoryMonitor, MetricsLogger
+from rlreason.report.metrics import MemoryMonitor, MetricsLogger
 from rlreason.rollout.recovery import WorkerLost, if_learner_lost
 from rlreason.scoring import Scorer
 
@@ -55,7 +56,7 @@ class Session:
     ctx: Context
     log: MetricsLogger
     memory: MemoryMonitor
-    cluster: object = None  # rlreason.cluster.Cluster
+    cluster: object = None  # rlreason.run.cluster.Cluster
 
     def peak_memory_gib(self) -> float:
         """Peak memory of the run's processes: the driver's tree (a local instance's actors are in it); on a cluster
@@ -78,10 +79,10 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
     """Write the run directory, start the memory monitor, metrics logger, scorer and Ray cluster; shut all down
     afterwards, whatever happened. ``resumed_at``: the step a resumed run continues after (TensorBoard drops what
     the interrupted run logged for later steps)."""
-    from rlreason.cluster import launch_cluster
-    from rlreason.interrupts import interrupts
+    from rlreason.run.cluster import launch_cluster
+    from rlreason.run.interrupts import interrupts
     from rlreason.rollout.weight_channel import open_pusher
-    from rlreason.trackers import open_trackers
+    from rlreason.report.trackers import open_trackers
 
     purge = None if resumed_at is None else resumed_at + 1
     # the actors start while this process starts the rest; a cluster that cannot hold the run stops it here,
@@ -166,8 +167,8 @@ class SyncSteps:
 def steps_for(cfg: RunConfig):
     """The driver: the algorithm's own (evolution strategies), else that of ``rollout.mode``."""
     from rlreason.algorithms import get_algorithm
-    from rlreason.async_rollouts import AsyncSteps
-    from rlreason.es.driver import ESSteps
+    from rlreason.drivers.async_rollouts import AsyncSteps
+    from rlreason.drivers.es import ESSteps
 
     own = {"es": ESSteps}.get(get_algorithm(cfg.algorithm.name).driver)
     return own or {"sync": SyncSteps, "async": AsyncSteps}[cfg.rollout.mode]
@@ -272,7 +273,7 @@ def _on_stop(run: Session, summary: RunSummary, console, checkpoint: bool) -> No
 
 def run_warnings(cfg: RunConfig, summary: RunSummary) -> list[str]:
     """Lines for the end of a run: too many completions cut at the length limit, in training or evaluation."""
-    from rlreason.console import truncation_warning, truncation_warnings
+    from rlreason.report.console import truncation_warning, truncation_warnings
 
     limit, top = cfg.rollout.warn_truncated, cfg.rollout.max_tokens
     lines = [truncation_warning(summary.truncated_frac, "training", top)] if summary.truncated_frac > limit else []
@@ -286,7 +287,7 @@ def evaluate_and_log(ctx: Context, log: MetricsLogger, step: int, console, label
     result = evaluate(ctx, tasks)
     log.write(step, result, kind="eval")
     if console is not None:
-        from rlreason.console import truncation_warnings
+        from rlreason.report.console import truncation_warnings
 
         shown = "  ".join(f"{k} {v:.3f}" for k, v in result.items())
         console.print(f"[bold]eval ({label})[/] {shown}  [dim]({time.perf_counter() - start:.0f}s)[/]")

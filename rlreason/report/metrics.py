@@ -1,7 +1,7 @@
 """Flat ``{name: float}`` metrics to a JSONL file, TensorBoard, and a memory monitor for the whole run.
 
 Every line of ``metrics.jsonl`` is written and flushed when the step ends, so a crash loses at most the step in
-flight. The console side (progress bar, tables) lives in ``rlreason.console``.
+flight. The console side (progress bar, tables) lives in ``rlreason.report.console``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import psutil
 
 
 class MetricsLogger:
-    """``trackers``: objects with ``log(step, metrics, kind)`` and ``close()`` (``rlreason.trackers``)."""
+    """``trackers``: objects with ``log(step, metrics, kind)`` and ``close()`` (``rlreason.report.trackers``)."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = True, trackers: list | None = None,
                  purge_step: int | None = None) -> None:
@@ -58,15 +58,6 @@ class MetricsLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def own_peak_rss_bytes() -> int:
-    """This process's peak resident memory plus the largest of its finished children's (an actor's own report: on a
-    cluster the driver only joined, the actors are not its descendants and may live on other nodes)."""
-    import resource
-
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return kib * 1024
 
 
 def tree_rss_bytes(pid: int | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from rlreason.config import RunConfig
+from rlreason.recipe import RunConfig
 from rlreason.rollout.engine import cpu_engine_env
 
 
@@ -15,7 +15,7 @@ class Cluster:
     learner: object | None  # LearnerGroup (None: an evaluation, nothing trains)
     started_ray: bool  # this process connected to Ray (and disconnects at the end)
     is_ready: bool = False  # every actor has started (``ready``)
-    placement: object | None = None  # rlreason.placement.Placement
+    placement: object | None = None  # rlreason.run.placement.Placement
     local: bool = True  # a private instance: its processes (actors too) descend from this one
 
 
@@ -72,8 +72,8 @@ def launch_cluster(cfg: RunConfig, learner: bool = True) -> Cluster:
 
     from rlreason.learner.group import LearnerGroup
     from rlreason.learner.learner import Learner
-    from rlreason.placement import place
-    from rlreason.ray_connect import connect
+    from rlreason.run.placement import place
+    from rlreason.run.ray_connect import connect
     from rlreason.rollout.engine import RolloutEngine
 
     started = connect(cfg)

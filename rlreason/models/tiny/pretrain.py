@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from rlreason.tasks import get_task
-from rlreason.tasks.tokenizer import build_tokenizer
+from rlreason.models.tiny.tokenizer import build_tokenizer
 
 
 

@@ -20,11 +20,16 @@ def format_step(step: int, metrics: dict[str, float], warn_truncated: float = 1.
     return f"step {step:4d}  " + "  ".join(parts)
 
 
-def truncation_warning(share: float, where: str, max_tokens: int) -> str:
-    """The one line shown when too many completions stop at the length limit."""
-    return (f"warning: {share:.0%} of {where} completions stopped at the length limit (rollout.max_tokens "
+def truncation_warning(share: float, where: str, max_tokens: int, looping: float | None = None) -> str:
+    """The one line shown when too many completions stop at the length limit; ``looping``: the share of all
+    completions that were cut while repeating themselves (a longer limit would not end those)."""
+    line = (f"warning: {share:.0%} of {where} completions stopped at the length limit (rollout.max_tokens "
             f"{max_tokens}): raise rollout.max_tokens (and model.max_model_len if needed), or the scores measure the "
             "limit, not the model")
+    if looping:
+        line += (f"; {looping / share:.0%} of the cut ones repeat themselves (the model loops: a longer limit will "
+                 "not end them; try sampling, few-shot examples or a larger model)")
+    return line
 
 
 def truncation_warnings(metrics: dict[str, float], threshold: float, max_tokens: int) -> list[str]:
@@ -90,7 +95,7 @@ def print_eval_table(console: Console | None, summary) -> None:
 
 def print_settings(console: Console | None, cfg) -> None:
     """The values the recipe left to the model, tasks and machine (and why), and a precision warning, at start."""
-    from rlreason.recipe_defaults import bf16_warning, resolution_notes
+    from rlreason.recipe.defaults import bf16_warning, resolution_notes
 
     if console is None:
         return

@@ -11,18 +11,11 @@ Metric names are ``<kind>/<name>`` (``train/loss``, ``eval/arithmetic/accuracy``
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 from rlreason.section import flatten
-
-PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
-
-
-def missing(tracker: str) -> bool:
-    return importlib.util.find_spec(PACKAGES[tracker]) is None
 
 
 class WandbTracker:

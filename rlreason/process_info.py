@@ -9,8 +9,6 @@ import os
 
 class ActorInfo:
     def peak_rss_bytes(self) -> int:
-        from rlreason.metrics import own_peak_rss_bytes
-
         return own_peak_rss_bytes()
 
     def where(self) -> dict:
@@ -20,3 +18,12 @@ class ActorInfo:
         context = ray.get_runtime_context()
         return {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
                 "gpus": [str(g) for g in context.get_accelerator_ids().get("GPU", [])]}
+
+
+def own_peak_rss_bytes() -> int:
+    """This process's peak resident memory plus the largest of its finished children's (an actor's own report: on a
+    cluster the driver only joined, the actors are not its descendants and may live on other nodes)."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return kib * 1024

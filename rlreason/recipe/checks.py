@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
-from rlreason.config import RecipeError, RunConfig
+from rlreason.recipe.sections import RecipeError, RunConfig
+
+TRACKER_PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}  # output.trackers: the package each one needs
 
 
 def check_across_sections(cfg: RunConfig) -> None:
     """Rules that tie fields together or need the model directory's files (never its weights)."""
-    from rlreason.modelinfo import context_limit, has_chat_template, lora_target_candidates
+    from rlreason.models.info import context_limit, has_chat_template, lora_target_candidates
 
     try:
         model_dir = Path(cfg.model.resolved_path())
@@ -31,16 +34,14 @@ def check_across_sections(cfg: RunConfig) -> None:
     if cfg.tasks.stream is not None and not Path(cfg.tasks.stream).parent.is_dir():
         raise RecipeError(f"tasks.stream: no directory {str(Path(cfg.tasks.stream).parent)!r} to read a stream from")
     _check_continual(cfg)
-    from rlreason.placement import check_recipe
+    from rlreason.recipe.resources import check_recipe
 
     check_recipe(cfg)
     if cfg.rollout.mode == "async" and (cfg.tasks.stream is not None or cfg.continual.phases):
         raise RecipeError("rollout.mode: 'async' is for rlreason train on tasks (the online and continual drivers "
                           "are synchronous; allowed here: sync)")
-    from rlreason.trackers import missing
-
     for tracker in cfg.output.trackers:
-        if missing(tracker):
+        if importlib.util.find_spec(TRACKER_PACKAGES[tracker]) is None:
             raise RecipeError(f"output.trackers: {tracker!r} is not installed (pip install 'rlreason[trackers]')")
     _check_tasks(cfg, has_chat_template(model_dir))
     if cfg.model.adapter is not None:
@@ -81,7 +82,7 @@ def _check_tasks(cfg: RunConfig, chat_template: bool) -> None:
 
 
 def _check_continual(cfg: RunConfig) -> None:
-    from rlreason.modelinfo import servable_lora_rank
+    from rlreason.models.info import servable_lora_rank
 
     c = cfg.continual
     if (c.anchor or c.cbp_every) and not cfg.model.uses_lora:
@@ -99,7 +100,7 @@ def _check_continual(cfg: RunConfig) -> None:
 
 def check_saved_adapter(adapter: Path, model_dir: Path) -> None:
     """A saved adapter must fit the model and be servable: its rank, and layers the model has."""
-    from rlreason.modelinfo import adapter_settings, lora_target_candidates, servable_lora_rank
+    from rlreason.models.info import adapter_settings, lora_target_candidates, servable_lora_rank
 
     settings = adapter_settings(adapter)
     try:
