@@ -351,10 +351,17 @@ def verify(verifier: str = typer.Argument(..., help="a registered verifier or mo
         _fail(f"{bad} input line(s) were not valid records (see their 'error' results)")
 
 
+RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify")  # commands whose processes a watchdog reaps
+
+
 def main() -> None:
     from rlreason.rollout.recovery import LearnerLost, WorkerLost
     from rlreason.report.trackers import TrackerError
 
+    if len(sys.argv) > 1 and sys.argv[1] in RUNS_PROCESSES:
+        from rlreason.run.guardian import mark
+
+        mark()  # before anything starts: whatever this command starts ends with it, however it ends
     try:
         app(prog_name="rlreason")
     # a tracker that cannot start (not logged in, bad URI); a rollout worker that keeps dying; a dead learner:

@@ -51,6 +51,14 @@ def _verify_chunk(chunk: list[tuple[str, Problem]], timeout_s: float | None) -> 
     return [_verify_one(p.verifier, text, p, timeout_s) for text, p in chunk]
 
 
+def _start_worker(groups) -> None:
+    """A scorer process: it dies with the process that started it (killed or not), then loads the plugins."""
+    from rlreason.process_info import die_with_parent
+
+    die_with_parent()
+    load_plugins(groups)
+
+
 class Scorer:
     """A bounded pool of verifier processes. Use as a context manager or call ``close()``."""
 
@@ -64,7 +72,7 @@ class Scorer:
         """A pool whose workers start now, in the background (a run's engines start meanwhile); ``score`` waits for
         them before its clock starts: deadlines count verifier time, not the workers' start-up (imports take
         seconds)."""
-        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=load_plugins,
+        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
                                    initargs=(SCORING_GROUPS,))
         self._starting = [pool.submit(load_plugins, SCORING_GROUPS) for _ in range(self.workers)]
         return pool

@@ -35,6 +35,7 @@ def test_running_the_same_recipe_twice_leaves_the_first_runs_files_unchanged(tmp
             "output.tensorboard=false", "name=same"]
     first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "Token authentication is enabled" not in first.stderr + first.stdout  # (a private instance: no notice)
     run = tmp_path / "runs" / "same"
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert (run / "final").is_dir() and (run / "summary.json").is_file()

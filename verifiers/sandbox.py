@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from rlreason.process_info import die_with_parent, run_tmp_root
 from rlreason.verifiers.sandbox_child import MAX_MESSAGE, decode, encode
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
@@ -65,8 +66,9 @@ def _degraded(why: str) -> str:
     return "rlimits"
 
 
-def _new_session() -> None:  # in the child before exec: its own process group, killable as one
-    os.setsid()
+def _new_session() -> None:  # in the child before exec: its own process group, killable as one, and gone with
+    os.setsid()                  # the scorer process that started it (unshare --kill-child ends the namespace)
+    die_with_parent()
 
 
 class Sandbox:
@@ -77,7 +79,7 @@ class Sandbox:
         self.deadline = time.monotonic() + wall_s
         self.failure: str | None = None
         isolated = (isolation() == "namespaces") if isolated is None else isolated
-        self._root = tempfile.mkdtemp(prefix="rlreason-sandbox-")
+        self._root = tempfile.mkdtemp(prefix="rlreason-sandbox-", dir=run_tmp_root())
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
         for fd in (req_r, resp_w):

@@ -24,9 +24,10 @@ from pathlib import Path
 def _tmpfs_root() -> str:
     """A fresh directory for this engine's adapter versions, named after its process; those left by engines
     that died without cleaning up (killed, out of memory) are removed first."""
-    shm = Path("/dev/shm")
-    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    for left in Path(base or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+    from rlreason.process_info import run_tmp_root
+
+    base = run_tmp_root()  # the run's own directory there: removed when the run ends, however it ends
+    for left in Path(base).glob(f"{PREFIX}*-*"):
         pid = left.name[len(PREFIX):].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(left, ignore_errors=True)

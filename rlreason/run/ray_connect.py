@@ -9,6 +9,7 @@ connect is one line that says what to set.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def connect(cfg: RunConfig) -> bool:
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True, "logging_level": "WARNING"}
     address = cfg.ray.address
     if address is None:
+        # token authentication stays on (it guards the private instance's ports); Ray's notice that it is on is
+        # noise in every run's output
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", num_cpus=local_cpus(cfg), **quiet)
         return True
     _check_listening(address)
