@@ -83,7 +83,7 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
         from rlreason.recipe import RecipeError
 
         try:
-            result = run_online(cfg, console)
+            result = run_online(cfg, console, resume=resume and cfg.run_dir.exists())
         except RecipeError as e:
             _fail_run(cfg, e)
         console.print(f"{result['steps']} steps, {result['consumed']} stream problems trained"
@@ -102,9 +102,11 @@ def train(args: Optional[list[str]] = typer.Argument(None, help="[RECIPE.yaml or
 
 @app.command()
 def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dotted.key=value ...]"),
-              ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
+              ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster"),
+              resume: bool = typer.Option(False, "--resume", help="continue the newest run of this recipe name "
+                                                                   "from its newest intact checkpoint")) -> None:
     """Train through the recipe's continual.phases; report the accuracy matrix, forgetting and transfer."""
-    cfg = _recipe(args, ray_address, resume=False)
+    cfg = _recipe(args, ray_address, resume)
     if not cfg.continual.phases:
         _fail("continual.phases: empty; list the phases, e.g. [{task: arithmetic, steps: 50}, {task: programs, "
               "steps: 50}]")
@@ -121,7 +123,7 @@ def continual(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dot
     from rlreason.recipe import RecipeError
 
     try:
-        report = run_continual(cfg, console)
+        report = run_continual(cfg, console, resume=resume and cfg.run_dir.exists())
     except RecipeError as e:
         _fail_run(cfg, e)
     print_report(console, report, cfg.run_dir)

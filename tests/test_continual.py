@@ -174,32 +174,3 @@ def test_continual_backprop_reset_leaves_the_function_unchanged_and_clears_adam_
     learner._forward(torch.tensor([[5, 6, 7, 8]]), torch.ones(1, 4, dtype=torch.long))
     metrics = cbp.step(learner.optimizer)
     assert metrics["cbp/replaced"] == len(cbp.layers)
-
-
-def test_continual_command_writes_the_matrix_and_heatmap(tmp_path):
-    """Through the real stack: two one-step phases with replay, anchor, continual backprop and one adapter per
-    phase all on, merged at the end."""
-    import json
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlreason.cli", "continual", "continual", "continual.phases=[{task: addition, steps: 1},"
-         " {task: programs, steps: 1}]", "continual.replay_frac=0.25", "continual.anchor=true",
-         "algorithm.kl_coef=0.01", "continual.cbp_every=1", "continual.cbp_maturity=0", "tasks.eval_size=8",
-         "continual.adapters=per_phase", "continual.merge=true",
-         "eval.samples=1", "rollout.prompts_per_step=4", "rollout.group_size=2", "output.tensorboard=false",
-         "name=c"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = tmp_path / "runs" / "c"
-    report = json.loads((run / "continual.json").read_text())
-    assert report["tasks"] == ["addition", "programs"] and len(report["matrix"]) == 2
-    assert all(0.0 <= v <= 1.0 for row in report["matrix"] for v in row)
-    assert report["forgetting"] is not None and report["forward_transfer"] is not None
-    assert (run / "continual.png").read_bytes()[:4] == b"\x89PNG"
-    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    train = [s for s in steps if s["kind"] == "train"]
-    assert [s["phase"] for s in train] == [0.0, 1.0] and train[-1]["cbp/replaced"] > 0
-    assert "held-out accuracy after each phase" in proc.stdout
-    assert (run / "final" / "phases" / "phase2" / "adapter_model.safetensors").is_file()
-    assert (run / "final-merged" / "config.json").is_file()

@@ -261,6 +261,7 @@ def test_es_trains_through_rlreason_train_and_keeps_its_elites(tmp_path):
     assert (out / "final" / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow  # (the ES driver itself runs in the fast suite: test_es_trains_through_rlreason_train...)
 def test_greedy_es_runs_one_answer_per_problem(tmp_path):
     import json
     from pathlib import Path

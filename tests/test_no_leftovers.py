@@ -43,7 +43,7 @@ def _alive(pid: int, created: float) -> bool:
 
 
 @pytest.mark.parametrize("driver", [
-    "sync", "continual", pytest.param("async", marks=pytest.mark.slow), pytest.param("es", marks=pytest.mark.slow)])
+    "sync", *(pytest.param(d, marks=pytest.mark.slow) for d in ("continual", "async", "es"))])  # one watchdog for all
 def test_a_driver_killed_mid_step_leaves_nothing_behind(tmp_path, driver):
     from rlreason.run.guardian import marked
 

@@ -46,8 +46,14 @@ def _wait_for(path, proc, timeout=300):
         time.sleep(0.2)
 
 
-def test_a_killed_run_resumes_exactly_where_the_uninterrupted_one_goes(tmp_path):
-    args = [*SMALL, "train.steps=6", "train.checkpoint_every=3"]
+def test_a_killed_run_resumes_exactly_and_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    """A run killed after a checkpoint and resumed logs what the uninterrupted run logs, step for step. Then its
+    newest checkpoint is corrupted: resuming with more steps reports it and uses the one before; what was logged
+    after that checkpoint is dropped (metrics.jsonl by the line count the checkpoint holds, TensorBoard by its purge
+    step); resuming a finished run does nothing."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = [*SMALL, "train.steps=6", "train.checkpoint_every=3", "output.tensorboard=true"]
     cmd, kw = _cli([*args, "name=a"], tmp_path, capture_output=True, timeout=600)
     whole = subprocess.run(cmd, **kw)
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -64,39 +70,30 @@ def test_a_killed_run_resumes_exactly_where_the_uninterrupted_one_goes(tmp_path)
     assert b[:3] == a[:3], "two runs of the same recipe and seed differ"
     assert b[3:] == a[3:], "the resumed steps differ from the uninterrupted run's"
 
-
-def test_a_corrupt_newest_checkpoint_is_reported_and_the_one_before_is_used(tmp_path):
-    """Also: what the interrupted run logged after the checkpoint is dropped (metrics.jsonl by the line count the
-    checkpoint holds, TensorBoard by its purge step); resuming a finished run does nothing."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    run_dir = tmp_path / "runs" / "c"
-    args = [*SMALL, "train.checkpoint_every=1", "train.keep_checkpoints=2", "name=c", "eval.after=true",
-            "output.tensorboard=true"]
-    cmd, kw = _cli([*args, "train.steps=3"], tmp_path, capture_output=True, timeout=600)
-    first = subprocess.run(cmd, **kw)
-    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "b"
     checkpoints = run_dir / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000002", "step-000003"]
-    assert json.loads((checkpoints / "step-000002" / "controller.json").read_text())["metric_lines"] == 2
-    state = checkpoints / "step-000003" / "learner.pt"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000003", "step-000006"]
+    assert json.loads((checkpoints / "step-000003" / "controller.json").read_text())["metric_lines"] == 3
+    state = checkpoints / "step-000006" / "learner.pt"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a crash mid-write, or a bad disk
-    cmd, kw = _cli([*args, "train.steps=4", "--resume"], tmp_path, capture_output=True, timeout=600)
-    resumed = subprocess.run(cmd, **kw)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    out = " ".join(resumed.stdout.split())
-    assert "checkpoint step-000003 is unusable: learner.pt is missing or truncated; trying the one before" in out
-    assert "resuming from step-000002" in out
+    cmd, kw = _cli([*args, "train.steps=7", "eval.after=true", "name=b", "--resume"], tmp_path, capture_output=True,
+                   timeout=600)
+    again = subprocess.run(cmd, **kw)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = " ".join(again.stdout.split())
+    assert "checkpoint step-000006 is unusable: learner.pt is missing or truncated; trying the one before" in out
+    assert "resuming from step-000003" in out
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [(x["kind"], x["step"]) for x in lines] == [("train", 1), ("train", 2), ("train", 3), ("train", 4),
-                                                       ("eval", 4)]
+    assert [(x["kind"], x["step"]) for x in lines] == [("train", s) for s in range(1, 8)] + [("eval", 7)]
+    assert _train_lines(run_dir)[3:6] == a[3:]  # steps 4-6 again, the same
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
-    assert [e.step for e in events.Scalars("train/reward_mean")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("train/reward_mean")] == list(range(1, 8))
     before = (run_dir / "metrics.jsonl").read_bytes()
-    cmd, kw = _cli([*args, "train.steps=4", "--resume"], tmp_path, capture_output=True, timeout=600)
-    again = subprocess.run(cmd, **kw)
-    assert again.returncode == 0 and "already finished its 4 steps: nothing to do" in " ".join(again.stdout.split())
+    cmd, kw = _cli([*args, "train.steps=7", "eval.after=true", "name=b", "--resume"], tmp_path, capture_output=True,
+                   timeout=600)
+    done = subprocess.run(cmd, **kw)
+    assert done.returncode == 0 and "already finished its 7 steps: nothing to do" in " ".join(done.stdout.split())
     assert (run_dir / "metrics.jsonl").read_bytes() == before
 
 
@@ -150,15 +147,17 @@ def _all_gone(family, timeout):
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_leaves_no_process_behind(tmp_path, stop):
+@pytest.mark.parametrize("stop", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])  # one path
+def test_ctrl_c_or_sigterm_finishes_the_step_in_flight_checkpoints_it_and_leaves_no_process_behind(tmp_path, stop):
     run, family = _running(tmp_path, "i")
+    done = len(_train_lines(tmp_path / "runs" / "i"))  # steps done when the signal lands: the next one is in flight
     run.send_signal(stop)
     out, err = run.communicate(timeout=300)
     steps = len(_train_lines(tmp_path / "runs" / "i"))
     checkpoints = list((tmp_path / "runs" / "i" / "checkpoints").glob("step-*"))
     assert len(checkpoints) == 1 and int(checkpoints[0].name[5:]) == steps, out[-2000:] + err[-2000:]
-    assert (checkpoints[0] / "COMPLETE").is_file()
+    assert steps > done, (done, steps)  # the step in flight was finished and kept, not thrown away
+    assert (checkpoints[0] / "COMPLETE").is_file() and "stopping after the step in flight" in err
     _all_gone(family, 60)
 
 

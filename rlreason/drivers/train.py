@@ -57,6 +57,7 @@ class Session:
     log: MetricsLogger
     memory: MemoryMonitor
     cluster: object = None  # rlreason.run.cluster.Cluster
+    stops: object = None  # rlreason.run.interrupts.Interrupts: wrap each step in stops.step_in_flight()
 
     def peak_memory_gib(self) -> float:
         """Peak memory of the run's processes: the driver's tree (a local instance's actors are in it); on a cluster
@@ -88,7 +89,8 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
     # the actors start while this process starts the rest; a cluster that cannot hold the run stops it here,
     # before its run directory exists
     cluster = launch_cluster(cfg)
-    with interrupts(cluster) as stops:  # Ctrl-C / SIGTERM: checkpoint, shut down; a second one: stop at once
+    # Ctrl-C / SIGTERM: finish the step in flight, checkpoint it, shut down; a second one: stop at once
+    with interrupts(cluster, cfg.train.stop_wait_s) as stops:
         try:
             run_dir = write_recipe(cfg)
             with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, purge_step=purge) as log, \
@@ -99,7 +101,7 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
                 cluster.ready()
                 ctx.pusher = open_pusher(cfg, cluster)
                 (run_dir / "placement.json").write_text(json.dumps(cluster.where(), indent=2))
-                yield Session(run_dir, ctx, log, memory, cluster)
+                yield Session(run_dir, ctx, log, memory, cluster, stops)
         finally:
             stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
             cluster.shutdown()
@@ -181,15 +183,17 @@ def _loop(run: Session, stream, console, summary: RunSummary) -> None:
     cut, first = summary.truncated_frac, summary.steps
     with StepProgress(console, cfg.train.steps, cfg) as progress:
         for step in range(summary.steps + 1, cfg.train.steps + 1):
-            metrics = steps(step)
-            cut += metrics.get("truncated_frac", 0.0)
-            summary.truncated_frac = cut / (step - first)
-            run.log.write(step, metrics)
-            progress.update(step, metrics)
+            with run.stops.step_in_flight():  # a first Ctrl-C lets this step finish and be checkpointed
+                metrics = steps(step)
+                cut += metrics.get("truncated_frac", 0.0)
+                summary.truncated_frac = cut / (step - first)
+                run.log.write(step, metrics)
+                progress.update(step, metrics)
+                summary.steps = step
+                _mark(run, steps.position(), summary)
             if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
                 evaluate_and_log(ctx, run.log, step, console, f"step {step}")
-            summary.steps = step
-            _mark(run, steps.position(), summary)
+                _mark(run, steps.position(), summary)  # (with the evaluation's line)
             if every and step % every == 0 and step < cfg.train.steps:
                 _checkpoint(run, summary)
 
@@ -207,9 +211,11 @@ def _checkpoint(run: Session, summary: RunSummary):
     return save_checkpoint(run.run_dir, state["step"], run.ctx.learner, state, run.ctx.cfg.train.keep_checkpoints)
 
 
-def restore_point(cfg: RunConfig, console) -> tuple[Path, dict] | None:
+def restore_point(cfg: RunConfig, console, finished=None) -> tuple[Path, dict] | None:
     """The newest intact checkpoint of ``cfg.run_dir`` (reporting unusable ones); metrics of later steps are
-    dropped, since the resumed run writes them again. RecipeError when the recipe changed where it may not."""
+    dropped, since the resumed run writes them again (unless ``finished(step)``: the run is complete and nothing
+    will be written again). RecipeError when the recipe changed where it may not."""
+    finished = finished or (lambda step: _finished(cfg, step))
     say = print if console is None else console.print
     found = latest_checkpoint(cfg.run_dir, say)
     if found is not None:
@@ -218,7 +224,7 @@ def restore_point(cfg: RunConfig, console) -> tuple[Path, dict] | None:
             raise RecipeError(f"--resume: the recipe changed since {found[0].name} ({'; '.join(changed[:3])}); only "
                               "train.steps, train.lr, checkpointing, eval.*, output.*, ray.*, rollout.workers, "
                               "rollout.kv_cache_gib and rollout.max_restarts may change")
-    if found is None or not _finished(cfg, found[1]["step"]):
+    if found is None or not finished(found[1]["step"]):
         trim_metrics(cfg.run_dir, found[1]["step"] if found else -1, found[1].get("metric_lines") if found else 0)
     if found is None:
         say(f"no usable checkpoint in {cfg.run_dir}/checkpoints: starting from step 0 in the same directory")

@@ -227,6 +227,8 @@ class TrainConfig(Section):
     resources: dict[str, float] = Field({}, description="custom Ray resources each learner needs")
     checkpoint_every: int = Field(50, ge=0, description="checkpoint every N steps and on exit (0: never)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (the newest)")
+    stop_wait_s: float = Field(300.0, gt=0.0, description="on a first Ctrl-C or SIGTERM, wait this long for the step "
+                               "in flight to finish (then checkpoint it) before stopping anyway")
 
 
 class EvalConfig(Section):

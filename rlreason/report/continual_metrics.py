@@ -8,6 +8,8 @@ task i's stream; a task may come back in a later phase, so j indexes the distinc
 - forgetting: mean over the same tasks of max_{i < T-1} R[i][j] - R[T-1][j] (the best it ever was, minus now);
 - forward transfer FWT: mean over tasks not trained in phase 0 of R[f(j)-1][j] - base[j], with f(j) the first
   phase that trains j (what earlier phases did for a task before it was trained).
+Columns of tasks no phase trains (watched: ``tasks.eval``) are in the matrix and in ``watched`` (final - base),
+outside the averages above.
 Plain Python on lists: no torch, so reports can be recomputed anywhere.
 """
 
@@ -27,8 +29,10 @@ def summarize(tasks: list[str], phase_tasks: list[str], base: list[float], matri
     bwt = [final[j] - matrix[trained_at[tasks[j]][-1]][j] for j in earlier]
     forgetting = [max(matrix[i][j] for i in range(last)) - final[j] for j in earlier]
     fwt = [matrix[trained_at[tasks[j]][0] - 1][j] - base[j] for j in later]
-    return {"tasks": tasks, "phases": phase_tasks, "base": base, "matrix": matrix,
-            "average_accuracy": statistics.fmean(final),
+    trained = [j for j, t in enumerate(tasks) if trained_at[t]]
+    watched = {t: final[j] - base[j] for j, t in enumerate(tasks) if not trained_at[t]}
+    return {"tasks": tasks, "phases": phase_tasks, "base": base, "matrix": matrix, "watched": watched,
+            "average_accuracy": statistics.fmean(final[j] for j in trained),
             "backward_transfer": statistics.fmean(bwt) if bwt else None,
             "forgetting": statistics.fmean(forgetting) if forgetting else None,
             "forward_transfer": statistics.fmean(fwt) if fwt else None}

@@ -24,4 +24,7 @@ def print_report(console, report: dict, run_dir: Path) -> None:
                   f"backward transfer {show(report['backward_transfer'])}  forward transfer "
                   f"{show(report['forward_transfer'])}  wall {report['wall_s']:.0f}s  "
                   f"peak memory {report['peak_memory_gib']:.2f} GiB")
+    if report.get("watched"):
+        console.print("watched, never trained (after the last phase minus before the first): " + "  ".join(
+            f"{task} {change:+.3f}" for task, change in report["watched"].items()))
     console.print(f"written: {run_dir / 'continual.json'}, {run_dir / 'continual.png'}")

@@ -20,7 +20,7 @@ COMPLETE = "COMPLETE"
 CONTROLLER = "controller.json"
 REQUIRED = ("learner.pt", CONTROLLER)
 # what may change between a run and its --resume (everything else must match the checkpoint's recipe)
-MAY_CHANGE = ("train.steps", "train.lr", "train.checkpoint_every", "train.keep_checkpoints",
+MAY_CHANGE = ("train.steps", "train.lr", "train.checkpoint_every", "train.keep_checkpoints", "train.stop_wait_s",
               "train.max_nonfinite_in_a_row", "eval.", "output.", "ray.", "rollout.workers", "rollout.kv_cache_gib",
               "rollout.max_restarts", "train.shared_prefix", "model.attention")  # (the last two: speed only)
 
