@@ -357,7 +357,7 @@ RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify")  # commands
 
 
 def main() -> None:
-    from rlreason.rollout.recovery import LearnerLost, WorkerLost
+    from rlreason.rollout.recovery import LearnerLost, PushLost, WorkerLost
     from rlreason.report.trackers import TrackerError
 
     if len(sys.argv) > 1 and sys.argv[1] in RUNS_PROCESSES:
@@ -368,7 +368,7 @@ def main() -> None:
         app(prog_name="rlreason")
     # a tracker that cannot start (not logged in, bad URI); a rollout worker that keeps dying; a dead learner:
     # one line, not a traceback (every command that runs the cluster)
-    except (TrackerError, WorkerLost, LearnerLost) as e:
+    except (TrackerError, WorkerLost, LearnerLost, PushLost) as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
 

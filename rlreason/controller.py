@@ -168,13 +168,44 @@ def push_weights(ctx: Context) -> dict[str, float]:
 
     start = time.perf_counter()
     calls, sent = ctx.pusher.start(ctx)
-    loads = on_workers(ctx, calls, reissue=False)  # (a revived worker is given the current weights anyway)
+    if sent is not None:
+        loads = all_or_nothing(ctx, calls, sent)
+    else:
+        loads = on_workers(ctx, calls, reissue=False)  # (a revived worker is given the current weights anyway)
     if sent is not None and ray.get(sent) < 0:  # the weights left the broadcast's layout: the object store now
         ctx.pusher = ObjectStorePush()
         loads = on_workers(ctx, ctx.pusher.start(ctx)[0], reissue=False)
     seconds = time.perf_counter() - start
     return {"weight_sync_s": seconds, "weight_load_s": max(loads.values(), default=float("nan")),
             "weight_sync_bytes": float(ray.get(ctx.learner.last_export_bytes.remote()))}
+
+
+def all_or_nothing(ctx: Context, calls: dict[int, Callable], sent) -> dict[int, float]:
+    """A collective push: every engine and learner rank 0 in one broadcast. When one member fails, the others would
+    wait for it until the collective's timeout (minutes): every member is stopped instead and the run ends with one
+    line naming the one that failed, in seconds."""
+    import ray
+
+    from rlreason.rollout.recovery import PushLost
+
+    refs = {calls[i](ctx.workers[i]): i for i in calls}
+    pending, loads = [*refs, sent], {}
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        try:
+            value = ray.get(done[0])
+        except Exception as e:  # noqa: BLE001 - any member's failure ends the push
+            who = f"rollout worker {refs[done[0]]}" if done[0] in refs else "learner rank 0"
+            cause = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            for actor in [*ctx.workers, *ctx.learner.actors]:
+                ray.kill(actor, no_restart=True)
+            raise PushLost(f"{who} failed during a collective weight push ({cause}); the other members would have "
+                           "waited for it until the push timed out: the run stops here; the last checkpoint is "
+                           "intact: continue with --resume (rollout.push=object_store survives a worker's death)"
+                           ) from e
+        if done[0] in refs:
+            loads[refs[done[0]]] = value
+    return loads
 
 
 def rl_step(ctx: Context, problems: list[Problem], more: Callable[[int], list[Problem]] | None = None,

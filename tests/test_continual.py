@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlreason.recipe import RecipeError, load_config
-from rlreason.drivers.continual import phase_batch, task_streams
+from rlreason.drivers.continual import TaskStream, phase_batch
 from rlreason.report.continual_metrics import heatmap, summarize
 from rlreason.learner.learner import Learner
 
@@ -35,7 +35,7 @@ def test_summary_metrics_by_hand(tmp_path):
 
 def test_replay_mixes_the_stated_fraction_from_earlier_tasks_only():
     cfg = load_config(None)
-    streams = task_streams(cfg, ["addition", "subtraction", "programs"])
+    streams = {t: TaskStream(cfg, t) for t in ("addition", "subtraction", "programs")}
     rng = random.Random(0)
     for frac, expected in ((0.0, 0), (0.25, 8), (0.5, 16)):
         batch = phase_batch(streams, "programs", ["addition", "subtraction"], frac, rng, 32)
@@ -43,9 +43,12 @@ def test_replay_mixes_the_stated_fraction_from_earlier_tasks_only():
         assert {p.task for p in batch if p.task != "programs"} <= {"addition", "subtraction"}
     first = phase_batch(streams, "addition", [], 0.5, rng, 4)  # nothing earlier: all current, no replay
     assert [p.task for p in first] == ["addition"] * 4
-    fresh = task_streams(cfg, ["addition"])  # a stream continues where it stopped, across phases
-    skipped = list(itertools.islice(fresh["addition"], 4 + 16 + 8 + 16 + 4))
+    fresh = TaskStream(cfg, "addition")  # a stream continues where it stopped, across phases
+    skipped = list(itertools.islice(fresh, 4 + 16 + 8 + 16 + 4))
     assert first[0].id in {p.id for p in skipped}
+    again = TaskStream(cfg, "addition")  # a resumed run skips what was drawn: it is where the first one is
+    again.skip(streams["addition"].drawn)
+    assert next(again).id == next(streams["addition"]).id
 
 
 def test_held_out_prompts_of_every_family_stay_out_of_training():

@@ -144,3 +144,34 @@ def test_a_restarted_engine_refuses_to_generate_until_it_is_given_weights(tiny_m
         assert len(ray.get(engine.generate.remote(problems, SamplingSpec(2, 8)))) == 2
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_an_engine_that_dies_during_a_collective_push_ends_the_run_in_seconds_with_one_line():
+    """Learner rank 0 broadcasts to two engines; engine 1 is killed (SIGKILL, as the out-of-memory killer does) while
+    the broadcast waits for it. Every member is stopped and the push fails in seconds, naming the engine (it used to
+    wait for the collective's two-minute timeout, then revive the engine behind the stuck broadcast)."""
+    import os
+
+    import ray
+
+    from rlreason.controller import Context, all_or_nothing
+    from rlreason.recipe import load_config
+    from rlreason.rollout.recovery import PushLost
+    from rlreason.rollout.weight_channel import open_pusher
+    from rlreason.run.cluster import start_cluster
+
+    cfg = load_config(None, ["rollout.workers=2", "rollout.push=collective"])
+    cluster = start_cluster(cfg)
+    try:
+        ctx = Context(cfg, cluster.workers, cluster.learner, None)
+        ctx.pusher = open_pusher(cfg, cluster)
+        assert ctx.pusher.collective
+        calls, sent = ctx.pusher.start(ctx)  # the learner is in the broadcast, waiting for the engines
+        os.kill(ray.get(cluster.workers[1].where.remote())["pid"], signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(PushLost, match=r"^rollout worker 1 failed during a collective weight push"):
+            all_or_nothing(ctx, calls, sent)
+        assert time.monotonic() - start < 30
+    finally:
+        cluster.shutdown()

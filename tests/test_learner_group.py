@@ -92,3 +92,30 @@ def test_a_new_phase_adapter_starts_the_same_on_every_rank(ray_local, tiny_model
         torch.testing.assert_close(second[name], tensor, rtol=0, atol=1e-6, msg=name)
     for actor in group.actors:
         ray.kill(actor)
+
+
+def test_a_rank_that_fails_while_the_others_wait_in_a_collective_ends_the_call_in_seconds(ray_local, tiny_model_path):
+    """Rank 1's rows hold token ids outside the vocabulary: it raises in its forward pass while rank 0 waits for it
+    in the all-reduce (gloo would wait its whole 10-minute timeout). The group stops every rank and the driver
+    learns which one failed, in seconds."""
+    import time
+
+    import ray
+
+    from rlreason.learner.group import LearnerGroup
+    from rlreason.learner.learner import by_length
+
+    cfg = load_config(None, ["train.learners=2"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    batch = build_train_batch(good_and_bad_groups(tokenizer, n=5), cfg.algorithm)
+    for row in by_length(batch, torch.arange(batch.size))[1::2]:  # rank 1's share of the rows
+        batch.input_ids[row, 0] = 10_000
+    group = LearnerGroup([ray.remote(Learner).options(num_cpus=1).remote(cfg, threads=1, rank=r, world=2)
+                          for r in range(2)])
+    group.connect()
+    start = time.monotonic()
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(group.train_step.remote(batch), timeout=120)
+    assert time.monotonic() - start < 30
+    assert group.failure.startswith("learner rank 1 failed in train_step (") and "other ranks were stopped" in \
+        group.failure

@@ -31,6 +31,7 @@ class _Call:
         kwargs = {k: v if isinstance(v, ray.ObjectRef) else ray.put(v) for k, v in kwargs.items()}
         refs = [getattr(a, self.name).remote(*args, **kwargs) for a in actors]
         self.group.others.extend(refs[1:])
+        self.group.watch(refs, self.name)
         return refs[0]
 
 
@@ -40,6 +41,30 @@ class LearnerGroup:
             raise ValueError("a learner group needs at least one learner")
         self.actors = list(actors)
         self.others: list = []  # results of ranks 1.. not yet checked
+        self.failure: str | None = None  # which rank failed, and how (the run's one line)
+
+    def watch(self, refs: list, name: str) -> None:
+        """In the background: when one rank's call fails, the others may be waiting for it in a collective (for
+        gloo's whole timeout): stop every rank at once, so the driver's wait ends in seconds with ``failure``."""
+        import threading
+
+        threading.Thread(target=self._watch, args=(list(refs), name), daemon=True).start()
+
+    def _watch(self, refs: list, name: str) -> None:
+        import ray
+
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(done[0])
+            except Exception as e:  # noqa: BLE001 - any failure of one rank ends the group's call
+                cause = (str(getattr(e, "cause", None) or e).strip().splitlines() or [type(e).__name__])[-1][:200]
+                self.failure = self.failure or (f"learner rank {refs.index(done[0])} failed in {name} ({cause}); "
+                                                "the other ranks were stopped rather than left waiting for it")
+                for actor in self.actors:
+                    ray.kill(actor, no_restart=True)
+                return
 
     def check_others(self) -> None:
         """Raise the error of any finished call of ranks 1.. (their results are rank 0's)."""

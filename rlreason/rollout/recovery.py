@@ -25,6 +25,10 @@ class LearnerLost(RuntimeError):
     """The learner process died; the run cannot go on (the last checkpoint is intact)."""
 
 
+class PushLost(RuntimeError):
+    """A member of a collective weight push failed; the push cannot finish (the run stops, in seconds)."""
+
+
 class EngineRestarted(RuntimeError):
     """A restarted rollout engine was asked to generate before it was given the run's weights."""
 
@@ -130,10 +134,10 @@ def if_learner_lost(ctx, error: Exception) -> None:
     """Raise ``LearnerLost`` when ``error`` is the learner's death (also when it reaches a worker's call through
     a weight push the learner did not live to export)."""
     if ctx.learner is not None and ctx.learner.owns(getattr(error, "actor_id", None)):
-        raise learner_lost(error) from error
+        raise learner_lost(error, ctx.learner) from error
 
 
-def learner_lost(error: Exception) -> LearnerLost:
+def learner_lost(error: Exception, group=None) -> LearnerLost:
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-    return LearnerLost(f"the learner process died ({first}); the run stops here; the last checkpoint is intact: "
-                       "continue with --resume")
+    what = getattr(group, "failure", None) or f"the learner process died ({first})"
+    return LearnerLost(f"{what}; the run stops here; the last checkpoint is intact: continue with --resume")
