@@ -1,6 +1,7 @@
 """Scored groups -> a padded ``TrainBatch``; a batch -> the algorithm's ``AdvantageInputs`` and step counts.
 
-Rows are prompt + completion, right-padded to the longest row. Reward shaping that needs no model (DAPO's
+Rows are prompt + completion, right-padded to the longest row; one row per multi-turn episode, its loss mask 1 on
+the tokens the model sampled only (the environment's tokens are context). Reward shaping that needs no model (DAPO's
 overlong penalty) happens here; shaping that does (KL in the reward) happens in the learner through
 ``advantage_inputs``. Advantage functions see only these inputs, never the algorithm's name.
 """
@@ -28,11 +29,11 @@ def build_train_batch(groups: list[ScoredGroup], algo: AlgorithmConfig, pad_id: 
         p, n = len(c.prompt_ids), len(c.completion_ids)
         input_ids[i, : p + n] = torch.tensor(c.prompt_ids + c.completion_ids)
         attention[i, : p + n] = 1
-        loss_mask[i, p: p + n] = 1.0
-        rollout_logprobs[i, p: p + n] = torch.tensor(c.logprobs, dtype=torch.float32)
+        loss_mask[i, p: p + n] = 1.0 if c.mask is None else torch.tensor(c.mask, dtype=torch.float32)
+        rollout_logprobs[i, p: p + n] = torch.tensor(c.logprobs, dtype=torch.float32)  # (0 on environment tokens)
     rewards = torch.tensor([score for _, score, _ in rows], dtype=torch.float32)
     if algo.overlong_buffer_frac > 0 and max_tokens:
-        lengths = torch.tensor([len(c.completion_ids) for c, _, _ in rows])
+        lengths = torch.tensor([c.sampled for c, _, _ in rows])
         rewards = rewards + overlong_penalty(lengths, max_tokens, algo.overlong_buffer_frac, algo.overlong_penalty)
     baseline = None
     if all(g.baseline is not None for g in groups):

@@ -314,7 +314,10 @@ def recipes() -> None:
 @app.command()
 def tasks() -> None:
     """List the registered tasks."""
+    from rlreason.registry import load_plugins
     from rlreason.tasks import TASKS
+
+    load_plugins()  # (tasks that plugins and environments register)
 
     for name in TASKS.names():
         typer.echo(f"{name:12s} {TASKS.get(name).description}")
@@ -328,6 +331,24 @@ def verifiers() -> None:
     for name in VERIFIERS.names():
         doc = (VERIFIERS.get(name).__doc__ or "").strip().splitlines()
         typer.echo(f"{name:14s} {doc[0] if doc else ''}")
+
+
+@app.command()
+def envs() -> None:
+    """List the registered environments with their fields (a recipe entry's config:) and stop strings."""
+    import inspect
+
+    from rlreason.envs import ENVIRONMENTS
+
+    for name in ENVIRONMENTS.names():
+        env = ENVIRONMENTS.get(name)
+        doc = (env.__doc__ or "").strip().splitlines()
+        fields = [p for p in inspect.signature(env.__init__).parameters.values() if p.name != "self"
+                  and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        shown = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in fields)
+        typer.echo(f"{name:12s} {doc[0] if doc else ''}")
+        typer.echo(f"{'':12s} fields: {shown or '-'}; turn ends at EOS{''.join(f' or {s!r}' for s in env.stop)}"
+                   f"{'; own problems' if hasattr(env, 'sample') else '; needs data: TASK'}")
 
 
 @app.command()

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field, replace
 
 from rlreason.batching import build_train_batch
 from rlreason.recipe import RunConfig
-from rlreason.rollout.engine import SamplingSpec, prompt_ids
+from rlreason.episode_groups import episode_metrics, settle
+from rlreason.rollout.engine import SamplingSpec
+from rlreason.rollout.episodes import EpisodeSpec
+from rlreason.rollout.prompts import prompt_ids
 from rlreason.rollout.recovery import on_workers
 from rlreason.rollout.weight_channel import ObjectStorePush
-from rlreason.scoring import Scorer, score_composite
+from rlreason.scoring import EpisodeRewards, Scorer, score_composite
 from rlreason.tasks import get_task
 from rlreason.types import Problem, ScoredGroup
 
@@ -36,6 +39,7 @@ class Context:
     tokenizer: object = None  # the model's, loaded on first use (prompt lengths, without asking an engine)
     seeds: dict[int, int] = field(default_factory=dict)  # the sampling seed each worker was last given
     pusher: object = field(default_factory=ObjectStorePush)  # how weights reach the engines (rollout.push)
+    failed_episodes: int = 0  # episodes whose environment raised, so far (their groups were not trained on)
 
 
 class ProblemStream:
@@ -155,10 +159,20 @@ def gathered(problems: list[Problem], n: int, done: dict[int, list]) -> list[tup
 
 
 def score(ctx: Context, generated: list[tuple[Problem, list]]) -> list[ScoredGroup]:
+    """Every completion's result: its verifier's (composite rewards as the recipe says), or for an episode scored
+    by its environment, the environment's reward (``EpisodeRewards``)."""
     items = [(c.text, p) for p, group in generated for c in group]
-    terms = ctx.cfg.tasks.rewards
-    results = iter(score_composite(ctx.scorer, items, terms) if terms else ctx.scorer.score(items))
+    scorer, terms = EpisodeRewards(ctx.scorer, [c for _, group in generated for c in group]), ctx.cfg.tasks.rewards
+    results = iter(score_composite(scorer, items, terms) if terms else scorer.score(items))
     return [ScoredGroup(p, group, [next(results) for _ in group]) for p, group in generated]
+
+
+def sampling_spec(cfg: RunConfig, n: int, temperature: float | None = None) -> SamplingSpec:
+    """``n`` samples per problem at the recipe's settings (an episode: its ``env`` limits and shaping)."""
+    r, e = cfg.rollout, cfg.env
+    episode = EpisodeSpec(e.max_turns, e.max_tokens, e.limit_reward, e.turn_penalty, e.tool_call_penalty, e.discount)
+    return SamplingSpec(n, r.max_tokens, r.temperature if temperature is None else temperature, r.top_p,
+                        ignore_eos=r.ignore_eos, episode=episode)
 
 
 def push_weights(ctx: Context) -> dict[str, float]:
@@ -238,7 +252,8 @@ def learn(ctx: Context, groups: list[ScoredGroup]) -> dict[str, float]:
     oldest = min(c.policy_version for g in groups for c in g.completions)
     # versions between the policy that sampled and the one that trained (sync: 0; a revived worker must not lag)
     return {**stats.metrics, "policy_version": stats.version, "staleness_max": float(stats.version - 1 - oldest),
-            "retired_prompts": retired,
+            "retired_prompts": retired, **({"failed_episodes": float(ctx.failed_episodes)} if ctx.failed_episodes
+                                          else {}),
             "too_long_prompts": float(ctx.too_long), "worker_restarts": float(ctx.worker_restarts)}
 
 
@@ -248,15 +263,17 @@ def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], 
     whose rewards are all equal are dropped and replaced by new problems, up to ``max_rounds`` extra rounds.
 
     Returns (groups, generation seconds, groups dropped, completion tokens generated in all)."""
-    cfg, r = ctx.cfg, ctx.cfg.rollout
-    sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p, ignore_eos=r.ignore_eos)
+    cfg = ctx.cfg
+    sampling = sampling_spec(cfg, cfg.rollout.group_size)
     groups, gen_time, dropped, tokens, todo = [], 0.0, 0, 0, problems
     for round_ in range(max_rounds + 1):
         start = time.perf_counter()
         generated = generate(ctx, todo, sampling)
         gen_time += time.perf_counter() - start
-        tokens += sum(len(c.completion_ids) for _, group in generated for c in group)
-        scored = score(ctx, generated)
+        tokens += sum(c.sampled for _, group in generated for c in group)
+        scored, failed = settle(score(ctx, generated), cfg.env.on_failure, cfg.env.max_failed_frac,
+                                lambda again: score(ctx, generate(ctx, again, sampling)))
+        ctx.failed_episodes += failed
         if not cfg.algorithm.filter_zero_variance:
             return scored, gen_time, 0, tokens
         kept = [g for g in scored if len(set(g.rewards)) > 1]
@@ -281,14 +298,14 @@ def retire_solved(ctx: Context, groups: list[ScoredGroup]) -> int:
 
 def with_greedy_baselines(ctx: Context, groups: list[ScoredGroup]) -> list[ScoredGroup]:
     """One greedy completion per prompt, scored, attached as the group's baseline (not trained on)."""
-    greedy = SamplingSpec(1, ctx.cfg.rollout.max_tokens, temperature=0.0)
+    greedy = sampling_spec(ctx.cfg, 1, temperature=0.0)
     scored = score(ctx, generate(ctx, [g.problem for g in groups], greedy))
     return [replace(g, baseline=s.results[0]) for g, s in zip(groups, scored)]
 
 
 def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, float]:
     rewards = [s for g in groups for s in g.rewards]
-    lengths = [len(c.completion_ids) for g in groups for c in g.completions]
+    lengths = [c.sampled for g in groups for c in g.completions]
     correct = [r.correct for g in groups for r in g.results]
     return {
         "reward_mean": statistics.fmean(rewards), "reward_std": statistics.pstdev(rewards),
@@ -298,7 +315,7 @@ def rollout_metrics(groups: list[ScoredGroup], gen_time: float) -> dict[str, flo
         "solved_none_frac": statistics.fmean(not any(r.correct for r in g.results) for g in groups),
         "rollout_tokens_per_s": sum(lengths) / max(gen_time, 1e-9), "rollout_time_s": gen_time,
         "rollout_tokens": float(sum(lengths)),
-        **component_means(groups), **protocol_accuracies(groups),
+        **component_means(groups), **protocol_accuracies(groups), **episode_metrics(groups),
     }
 
 

@@ -15,10 +15,11 @@ from typing import Callable, Generic, TypeVar
 T = TypeVar("T")
 
 # Entry-point groups for plugins, each also the name of the built-in module that registers at import.
-_ENTRY_POINT_GROUPS = ("rlreason.algorithms", "rlreason.verifiers", "rlreason.tasks")
+_ENTRY_POINT_GROUPS = ("rlreason.algorithms", "rlreason.verifiers", "rlreason.tasks", "rlreason.envs")
 # What a scoring process needs (tasks may register verifiers): no algorithms, so no torch (2 s a process).
 SCORING_GROUPS = ("rlreason.verifiers", "rlreason.tasks")
-_GROUPS_OF_KIND = {"algorithm": ("rlreason.algorithms",), "verifier": SCORING_GROUPS, "task": SCORING_GROUPS}
+_GROUPS_OF_KIND = {"algorithm": ("rlreason.algorithms",), "verifier": SCORING_GROUPS, "task": SCORING_GROUPS,
+                   "environment": ("rlreason.envs",)}
 
 
 class UnknownNameError(KeyError):

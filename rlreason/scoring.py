@@ -16,7 +16,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 from rlreason.registry import SCORING_GROUPS, load_plugins
-from rlreason.types import Problem, VerifyResult
+from rlreason.types import ENV_REWARD, Problem, VerifyResult
 
 
 class VerifierTimeout(BaseException):
@@ -135,3 +135,36 @@ def score_composite(scorer: Scorer, items: list[tuple[str, Problem]], terms) -> 
         out.append(VerifyResult(total, {**parts[0].details, "components": dict(zip(names, (r.score for r in parts)))},
                                 error=error, passed=parts[0].correct, protocols=parts[0].protocols))
     return out
+
+
+class EpisodeRewards:
+    """A scorer for one batch of completions (``score`` takes their items in order): problems scored by their
+    environment (verifier ``environment``) get the episode's reward; a failed episode (its environment raised) gets
+    an error result; the rest go to the verifier runner."""
+
+    def __init__(self, scorer: Scorer, completions: list) -> None:
+        self.scorer, self.completions = scorer, completions
+
+    def score(self, items: list[tuple[str, Problem]]) -> list[VerifyResult]:
+        out: list[VerifyResult | None] = [None] * len(items)
+        rest = []
+        for i, ((_, problem), completion) in enumerate(zip(items, self.completions)):
+            episode = completion.episode
+            if episode is not None and episode.failed:
+                out[i] = VerifyResult(0.0, {"reason": "episode failed"}, error=f"environment: {episode.error}")
+            elif problem.verifier == ENV_REWARD:
+                out[i] = episode_result(episode)
+            else:
+                rest.append(i)
+        for i, result in zip(rest, self.scorer.score([items[i] for i in rest]) if rest else []):
+            out[i] = result
+        return out
+
+
+def episode_result(episode) -> VerifyResult:
+    """The environment's reward as a verifier result; correct when the environment says solved (else reward >= 1)."""
+    if episode is None:
+        return VerifyResult(0.0, {}, error="verifier 'environment' on a problem played in no environment")
+    details = {"env": episode.env, "reason": episode.reason, "turns": sum(t.role == "assistant" for t in episode.turns)}
+    reward = 0.0 if episode.reward is None else float(episode.reward)
+    return VerifyResult(reward, details, passed=episode.solved if episode.solved is not None else reward >= 1.0)

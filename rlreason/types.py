@@ -30,9 +30,44 @@ class Problem:
     meta: dict = field(default_factory=dict)
 
 
+ENV_REWARD = "environment"  # a problem's verifier name meaning: the episode's reward comes from its environment
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One turn of an episode: the model's (``role`` assistant, sampled) or the environment's (its observation)."""
+
+    role: str  # "assistant" (sampled tokens), or the environment's message role ("user", "tool")
+    text: str
+    tokens: int
+    tool_calls: int = 0  # tool calls the environment read in this (assistant) turn
+    tool_errors: int = 0  # of those, malformed, unknown, bad arguments, raised or timed out
+
+
+@dataclass(frozen=True)
+class Episode:
+    """What happened in a multi-turn episode (``Completion.episode``), for rewards, metrics and people."""
+
+    env: str
+    turns: list[Turn]
+    reason: str  # why it ended: "done" (the environment said so), "max_turns", "max_tokens", "context", "failed"
+    reward: float | None = None  # the environment's, after the recipe's per-turn penalties and discount
+    solved: bool | None = None  # the environment's verdict, when it gives one
+    error: str | None = None  # an environment that raised: the episode failed (never trained as a 0-reward row)
+    env_s: float = 0.0  # seconds spent in the environment (reset, steps, tools)
+    gen_s: float = 0.0  # seconds spent generating its turns' batches (shared with the batch's other episodes)
+
+    @property
+    def failed(self) -> bool:
+        return self.reason == "failed"
+
+
 @dataclass(frozen=True)
 class Completion:
-    """One sampled answer. ``logprobs[i]`` is the rollout engine's log-probability of ``completion_ids[i]``."""
+    """One sampled answer, or one multi-turn episode. ``logprobs[i]`` is the rollout engine's log-probability of
+    ``completion_ids[i]``. In an episode ``completion_ids`` holds every turn after the prompt: the model's sampled
+    tokens and the environment's tokens, exactly as the engine saw them (nothing decoded and encoded again);
+    ``mask[i]`` is 1 on sampled tokens, 0 on the environment's (their logprob is 0: context, never trained)."""
 
     problem_id: str
     prompt_ids: list[int]
@@ -40,7 +75,14 @@ class Completion:
     logprobs: list[float]
     finish_reason: str  # "stop" (EOS) or "length"
     policy_version: int
-    text: str
+    text: str  # the model's own text (an episode: its turns joined; the environment's never)
+    mask: list[int] | None = None  # None: every completion token was sampled
+    episode: Episode | None = None
+
+    @property
+    def sampled(self) -> int:
+        """Tokens the model sampled (an episode's context tokens excluded)."""
+        return len(self.completion_ids) if self.mask is None else sum(self.mask)
 
 
 @dataclass(frozen=True)

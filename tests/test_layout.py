@@ -15,11 +15,13 @@ LAYERS = [
      "rlreason.process_info"],
     ["rlreason.algorithms", "rlreason.verifiers"],  # pure functions, registered by name
     ["rlreason.tasks", "rlreason.scoring", "rlreason.batching"],  # problems in, scores and batches out
+    ["rlreason.envs"],  # environments: multi-turn episodes (and the tasks they play)
     ["rlreason.models"],  # model facts and tools: the embedded model, GGUF, merging, token counts
     ["rlreason.recipe"],  # the recipe: sections, loading, cross-section checks, resolved defaults
     ["rlreason.rollout", "rlreason.learner"],  # the engines and the learner (Ray actors)
     ["rlreason.report", "rlreason.run"],  # what a person sees; run infrastructure (Ray, checkpoints, signals)
-    ["rlreason.controller"],  # the stages every driver calls: generate, score, learn, push
+    ["rlreason.controller", "rlreason.episode_groups"],  # the stages every driver calls: generate, score, learn,
+    # push; what happens to a step's episodes between scoring and learning
     ["rlreason.evaluation", "rlreason.integrations"],  # held-out evaluation and rlreason eval; TRL
     ["rlreason.drivers"],  # one small driver per mode over the stages
     ["rlreason.compare"],  # many runs and their report

@@ -22,9 +22,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from rlreason.controller import (Context, gathered, generate_calls, learn, rollout_metrics, score, step_seed,
-                                 take_fitting)
-from rlreason.rollout.engine import SamplingSpec
+from rlreason.controller import (Context, gathered, generate, generate_calls, learn, rollout_metrics, sampling_spec,
+                                 score, step_seed, take_fitting)
+from rlreason.episode_groups import settle
 from rlreason.rollout.recovery import Pending, collect, issue
 from rlreason.types import Problem, ScoredGroup
 
@@ -44,7 +44,7 @@ class AsyncSteps:
         import ray
 
         self.ctx, self.stream, r = ctx, stream, ctx.cfg.rollout
-        self.sampling = SamplingSpec(r.group_size, r.max_tokens, r.temperature, r.top_p, ignore_eos=r.ignore_eos)
+        self.sampling = sampling_spec(ctx.cfg, r.group_size)
         self.ahead: deque[InFlight] = deque()
         self.pushes: deque[Pending] = deque()
         self.version = ray.get(ctx.learner.get_version.remote())
@@ -95,10 +95,12 @@ class AsyncSteps:
         generated = gathered(flight.problems, len(ctx.workers), collect(ctx, flight.pending))
         waited, in_flight = time.perf_counter() - start, time.perf_counter() - flight.sent
         self._fill(min(step + k, last))  # the engines go on while the learner trains
-        groups, info, dropped = fresh_groups(score(ctx, generated), self.version, k,
-                                             ctx.cfg.algorithm.filter_zero_variance)
+        settled, failed = settle(score(ctx, generated), ctx.cfg.env.on_failure, ctx.cfg.env.max_failed_frac,
+                                 lambda again: score(ctx, generate(ctx, again, self.sampling)))
+        ctx.failed_episodes += failed
+        groups, info, dropped = fresh_groups(settled, self.version, k, ctx.cfg.algorithm.filter_zero_variance)
         self.stale_dropped += dropped
-        tokens = sum(len(c.completion_ids) for _, group in generated for c in group)
+        tokens = sum(c.sampled for _, group in generated for c in group)
         stats = learn(ctx, groups)
         self.version = int(stats["policy_version"])
         self._push()

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rlreason.algorithms.es import member_seeds, normalized
-from rlreason.controller import Context, gathered, push_weights, reseed_engines, score, step_seed, take_fitting
+from rlreason.controller import (Context, gathered, push_weights, reseed_engines, sampling_spec, score, step_seed,
+                                 take_fitting)
 from rlreason.evaluation.heldout import evaluate
-from rlreason.rollout.engine import SamplingSpec
 from rlreason.rollout.recovery import on_workers
 
 
@@ -171,9 +171,7 @@ class ESSteps:
         """Every member's groups (in member order), the members split over the workers; and the seconds taken."""
         cfg, n = self.ctx.cfg, len(self.ctx.workers)
         greedy = cfg.algorithm.greedy  # one answer per problem: greedy samples would all be the same
-        sampling = SamplingSpec(n=1 if greedy else cfg.rollout.group_size, max_tokens=cfg.rollout.max_tokens,
-                                temperature=0.0 if greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                                ignore_eos=cfg.rollout.ignore_eos)
+        sampling = sampling_spec(cfg, 1 if greedy else cfg.rollout.group_size, 0.0 if greedy else None)
         shares = {i: members[i::n] for i in range(n) if members[i::n]}
         common = common_seed(cfg, step)
         start = time.perf_counter()

@@ -132,11 +132,21 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
 
 
 def problem_record(task: str, group) -> dict:
+    """One problem's line of ``problems.jsonl``: every completion with its verdicts; an episode turn by turn (who
+    said what, tokens, tool calls and errors), how it ended and its reward."""
     p = group.problem
     return {"task": task, "id": p.id, "prompt": p.prompt, "reference": p.reference, "completions": [
         {"text": c.text, "extracted": r.details.get("extracted"), "score": r.score, "correct": r.correct,
-         "protocols": r.protocols, "error": r.error, "finish_reason": c.finish_reason, "tokens": len(c.completion_ids)}
+         "protocols": r.protocols, "error": r.error, "finish_reason": c.finish_reason, "tokens": c.sampled,
+         **({} if c.episode is None else {"episode": episode_record(c.episode)})}
         for c, r in zip(group.completions, group.results)]}
+
+
+def episode_record(episode) -> dict:
+    return {"env": episode.env, "reason": episode.reason, "reward": episode.reward, "solved": episode.solved,
+            "error": episode.error, "turns": [{"role": t.role, "text": t.text, "tokens": t.tokens,
+                                               **({"tool_calls": t.tool_calls, "tool_errors": t.tool_errors}
+                                                  if t.role == "assistant" else {})} for t in episode.turns]}
 
 
 def table(report: dict) -> str:

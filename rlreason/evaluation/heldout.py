@@ -5,9 +5,10 @@ eval`` (``rlreason.evaluation.command``)."""
 
 from __future__ import annotations
 
-from rlreason.controller import Context, as_configured, fitting, generate, score
+from dataclasses import replace
+
+from rlreason.controller import Context, as_configured, fitting, generate, sampling_spec, score
 from rlreason.recipe import RunConfig
-from rlreason.rollout.engine import SamplingSpec
 from rlreason.tasks import get_task
 from rlreason.types import Problem, ScoredGroup
 
@@ -21,7 +22,7 @@ def evaluate_groups(ctx: Context, name: str, n: int, temperature: float,
     """Task ``name``'s held-out problems that fit the context, ``n`` completions each, scored; and how many
     problems did not fit. ``adapter``: tensors of an adapter evaluated instead of the policy."""
     # No per-request seed: vLLM's CPU sampler rejects seeded generators ("CPU Generator does not use offset").
-    sampling = SamplingSpec(n, ctx.cfg.rollout.max_tokens, temperature, ctx.cfg.rollout.top_p)
+    sampling = replace(sampling_spec(ctx.cfg, n, temperature), ignore_eos=False)
     problems, too_long = fitting(ctx, eval_problems(ctx.cfg, name))
     return (score(ctx, generate(ctx, problems, sampling, adapter)) if problems else []), too_long
 

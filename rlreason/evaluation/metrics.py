@@ -108,7 +108,7 @@ def problem_metrics(group: ScoredGroup, ks: Sequence[int], same: SameAnswer | No
             out[f"maj@{k}"] = 0.0 if winner is None else float(winner.correct)
     for protocol in dict.fromkeys(p for r in results for p in r.protocols):
         out[f"{protocol}_pass@1"] = statistics.fmean(bool(r.protocols.get(protocol)) for r in results)
-    out["completion_len"] = statistics.fmean(len(x.completion_ids) for x in group.completions)
+    out["completion_len"] = statistics.fmean(x.sampled for x in group.completions)
     out["truncated_frac"] = statistics.fmean(x.finish_reason == "length" for x in group.completions)
     out["looping_frac"] = statistics.fmean(x.finish_reason == "length" and loops(x.completion_ids)
                                            for x in group.completions)

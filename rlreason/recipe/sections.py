@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, SerializeAsAny, field_validator, model_
 
 from rlreason.registry import UnknownNameError
 from rlreason.section import Section
+from rlreason.envs.tasks import EnvTaskSpec
 from rlreason.tasks.files import DataTaskSpec, inline_data_tasks
 
 EMBEDDED_MODEL = "tiny"
@@ -129,6 +130,8 @@ class RewardTerm(Section):
 class TasksConfig(Section):
     data: tuple[DataTaskSpec, ...] = Field((), description="tasks from your own files (an inline mapping in train "
                                            "or eval lands here): see rlreason.tasks.files")
+    envs: tuple[EnvTaskSpec, ...] = Field((), description="tasks played in an environment (an inline {env: ...} "
+                                          "in train or eval lands here): see rlreason.envs.tasks")
     train: tuple[str, ...] = ("arithmetic",)
     weights: tuple[float, ...] | None = Field(None, description="mixing weights of the train tasks")
     eval: tuple[str, ...] = ("arithmetic",)
@@ -239,6 +242,25 @@ class EvalConfig(Section):
     temperature: float = Field(1.0, ge=0.0)
 
 
+class EnvConfig(Section):
+    """Multi-turn episodes (tasks with an environment): limits, reward shaping, failures."""
+
+    max_turns: int = Field(8, ge=1, description="model turns per episode")
+    max_tokens: int | None = Field(None, ge=1, description="tokens after the prompt, the model's and the "
+                                   "environment's (null: the context); rollout.max_tokens limits each model turn")
+    limit_reward: float = Field(0.0, description="reward of an episode a limit ended, when its environment gave "
+                                "none")
+    turn_penalty: float = Field(0.0, ge=0.0, description="subtracted from the reward per model turn after the "
+                                "first")
+    tool_call_penalty: float = Field(0.0, ge=0.0, description="subtracted from the reward per tool call")
+    discount: float = Field(1.0, gt=0.0, le=1.0, description="the reward times discount ** (model turns - 1)")
+    on_failure: Literal["drop_group", "resample"] = Field(
+        "drop_group", description="a group with a failed episode (its environment raised) is never trained as a "
+        "zero-reward row (it would bias the group's baseline): dropped, or sampled again once")
+    max_failed_frac: float = Field(0.5, gt=0.0, le=1.0, description="stop the run when more than this share of a "
+                                   "step's episodes failed")
+
+
 class RayConfig(Section):
     address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local instance (no address)")
@@ -300,6 +322,7 @@ class RunConfig(Section):
     ray: RayConfig = RayConfig()
     output: OutputConfig = OutputConfig()
     continual: ContinualConfig = ContinualConfig()
+    env: EnvConfig = EnvConfig()
     _notes: dict = PrivateAttr(default_factory=dict)  # why each field the recipe left null/auto got its value
 
     @property

@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass
 
 from rlreason.process_info import ActorInfo
+from rlreason.rollout import episodes
+from rlreason.rollout.episodes import EpisodeSpec
+from rlreason.rollout.prompts import prompt_ids
 from rlreason.rollout.population import PopulationServer
 from rlreason.rollout.recovery import EngineRestarted
 from rlreason.rollout.weight_channel import WeightReceiver
@@ -22,10 +25,11 @@ from rlreason.types import Completion, Problem, WeightUpdate
 @dataclass(frozen=True)
 class SamplingSpec:
     n: int
-    max_tokens: int
+    max_tokens: int  # per completion; in a multi-turn episode, per model turn
     temperature: float = 1.0
     top_p: float = 1.0
     ignore_eos: bool = False  # always max_tokens (benchmarks)
+    episode: EpisodeSpec | None = None  # limits and reward shaping of multi-turn episodes (the recipe's env.*)
 
 
 def cpu_engine_env(rank: int, world: int, kv_cache_gib: int, reserved: int = 0) -> dict[str, str]:
@@ -49,26 +53,6 @@ def _seeded(params, seed: int):
     params = params.clone()
     params.seed = seed
     return params
-
-
-def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
-    """Token ids of ``messages`` in the tokenizer's chat template, ready for the assistant's turn.
-
-    Rendered to text, then encoded without special tokens (the template writes its own, e.g. a BOS), as vLLM's
-    own chat path does. (``tokenize=True`` returns a ``BatchEncoding`` in transformers 5: ``list()`` of it gave
-    its keys.)"""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("tasks.template is 'chat' but the model's tokenizer has no chat template")
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return list(tokenizer.encode(text, add_special_tokens=False))
-
-
-def prompt_ids(tokenizer, problem: Problem) -> list[int]:
-    """The prompt's token ids; with ``meta["messages"]`` (the chat template) the model's chat template."""
-    messages = problem.meta.get("messages")
-    if messages:
-        return chat_prompt_ids(tokenizer, messages)
-    return tokenizer.encode(problem.prompt)
 
 
 def _restarted_actor() -> bool:
@@ -116,12 +100,15 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         self.llm = llm_class(model=model_path, dtype=dtype, seed=seed + 1000 * rank, max_model_len=max_model_len,
                              enforce_eager=True, enable_prefix_caching=True, **parallel, **lora)
         self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = max_model_len
+        self._delta = None  # the chat template's renderer of environment messages (made on first use)
         self.adapters = None
         if lora_rank is not None:
             from rlreason.rollout.adapters import AdapterVersions
 
             self.adapters = AdapterVersions(self.llm, adapter)
         self._loaders = {"full": self._load_full, "lora": self._load_adapter}
+        self._params: dict = {}
 
     @property
     def _lora_request(self):
@@ -145,34 +132,56 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
 
     def _generate(self, problems: list[Problem], sampling: SamplingSpec, lora_request,
                   seeds: list[int] | None = None) -> list[list[Completion]]:
-        """Groups of ``sampling.n`` completions per problem; ``lora_request``: one, or one per problem; ``seeds``: one
-        per problem (its completions draw from seed, seed + 1, ...: vLLM's per-request generators)."""
-        params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
-                                           temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
-                                           logprobs=0, ignore_eos=sampling.ignore_eos,
-                                           # each completion is decoded once, below; flat logprobs: no dict per
-                                           # token (together 20-25% of a tiny model's generation time)
-                                           detokenize=False, flat_logprobs=True)
-        if seeds is not None:  # (requests with the same seed share one params object: vLLM only reads it)
-            by_seed = {seed: _seeded(params, seed) for seed in set(seeds)}
-            params = [by_seed[seed] for seed in seeds]
-        prompts = [{"prompt_token_ids": self._prompt_ids(p)} for p in problems]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=lora_request)
-        groups = []
-        for problem, out in zip(problems, outputs):
-            groups.append([self._completion(problem, out.prompt_token_ids, o) for o in out.outputs])
-        return groups
+        """Groups of ``sampling.n`` completions (or multi-turn episodes) per problem: the episode loop
+        (``rlreason.rollout.episodes``); ``lora_request``: one, or one per problem; ``seeds``: one per problem (its
+        completions draw from seed, seed + 1, ...: vLLM's per-request generators)."""
+        loras = lora_request if isinstance(lora_request, list) else [lora_request] * len(problems)
+        return episodes.run(self, problems, sampling, loras, seeds)
+
+    def params(self, sampling: SamplingSpec, seed: int | None = None):
+        """A group's sampling parameters (``sampling.n`` samples of one prompt)."""
+        key = (sampling.n, sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.ignore_eos, seed)
+        if key not in self._params:  # (requests with the same settings share one object: vLLM only reads it)
+            if len(self._params) > 4096:  # per-problem seeds (ES) make new keys every generation
+                self._params.clear()
+            params = self._vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
+                                               temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
+                                               logprobs=0, ignore_eos=sampling.ignore_eos,
+                                               # each completion is decoded once, below; flat logprobs: no dict per
+                                               # token (together 20-25% of a tiny model's generation time)
+                                               detokenize=False, flat_logprobs=True)
+            self._params[key] = params if seed is None else _seeded(params, seed)
+        return self._params[key]
+
+    def turn_params(self, sampling: SamplingSpec, env, max_tokens: int, seed: int | None = None):
+        """One episode turn: one sample, ending at EOS or at the environment's stop strings (kept in the output;
+        stop strings need the text, so it is detokenized)."""
+        return self._vllm.SamplingParams(n=1, max_tokens=max(1, max_tokens), temperature=sampling.temperature,
+                                         top_p=sampling.top_p, top_k=-1, logprobs=0, seed=seed,
+                                         stop=list(getattr(env, "stop", ())), include_stop_str_in_output=True,
+                                         flat_logprobs=True)
+
+    def chat_delta(self, problem: Problem):
+        """The renderer of environment messages in the chat template (None: plain prompts, text appended)."""
+        if "messages" not in problem.meta:
+            return None
+        if self._delta is None:
+            self._delta = episodes.ChatDelta(self.tokenizer)
+        return self._delta
+
+    @staticmethod
+    def logprobs_of(output, ids: list[int]) -> list[float]:
+        flat = getattr(output.logprobs, "logprobs", None)  # FlatLogprobs: one entry per position (logprobs=0)
+        if flat is not None and len(flat) == len(ids):
+            return list(flat)
+        return [step[tok].logprob for step, tok in zip(output.logprobs, ids)]
 
     def _prompt_ids(self, problem: Problem) -> list[int]:
         return prompt_ids(self.tokenizer, problem)
 
     def _completion(self, problem: Problem, prompt_ids, output) -> Completion:
         ids = list(output.token_ids)
-        flat = getattr(output.logprobs, "logprobs", None)  # FlatLogprobs: one entry per position (logprobs=0)
-        if flat is not None and len(flat) == len(ids):
-            logprobs = list(flat)
-        else:
-            logprobs = [step[tok].logprob for step, tok in zip(output.logprobs, ids)]
+        logprobs = self.logprobs_of(output, ids)
         return Completion(problem_id=problem.id, prompt_ids=list(prompt_ids), completion_ids=ids,
                           logprobs=logprobs, finish_reason=output.finish_reason or "length",
                           policy_version=self.version, text=self.tokenizer.decode(ids, skip_special_tokens=True))

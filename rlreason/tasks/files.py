@@ -81,10 +81,11 @@ class DataTaskSpec(Section):
 
 
 def inline_data_tasks(values: dict) -> dict:
-    """Move mapping entries of ``train`` / ``eval`` into ``data`` (once per distinct entry), leaving their names."""
+    """Move mapping entries of ``train`` / ``eval`` into ``data`` (your files) or ``envs`` (entries with ``env:``),
+    once per distinct entry, leaving their names."""
     if not isinstance(values, dict):
         return values
-    data = list(values.get("data") or [])
+    moved = {"data": list(values.get("data") or []), "envs": list(values.get("envs") or [])}
     for key in ("train", "eval"):
         entries = values.get(key)
         if not isinstance(entries, (list, tuple)):
@@ -92,12 +93,18 @@ def inline_data_tasks(values: dict) -> dict:
         names = []
         for entry in entries:
             if isinstance(entry, dict):
-                if entry not in data:
-                    data.append(entry)
-                entry = entry.get("name") or Path(str(entry.get("data", ""))).stem.replace(".", "_")
+                target = moved["envs" if "env" in entry else "data"]
+                if entry not in target:
+                    target.append(entry)
+                entry = entry.get("name") or (_env_task_name(entry) if "env" in entry else
+                                              Path(str(entry.get("data", ""))).stem.replace(".", "_"))
             names.append(entry)
         values = {**values, key: names}
-    return {**values, "data": data} if data else values
+    return {**values, **{k: v for k, v in moved.items() if v}}
+
+
+def _env_task_name(entry: dict) -> str:  # (as rlreason.envs.tasks.EnvTaskSpec.task_name)
+    return str(entry["env"]).replace(":", "_") + (f"_{entry['data']}" if entry.get("data") else "")
 
 
 def read_rows(source: str, config: str | None = None, split: str = "train") -> list[dict]:

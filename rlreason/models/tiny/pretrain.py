@@ -53,8 +53,22 @@ def build_model(cfg: PretrainConfig, vocab_size: int, pad_id: int, eos_id: int):
     return LlamaForCausalLM(config)
 
 
+def _segments(tokenizer, solution) -> tuple[list[int], list[int]]:
+    """A worked solution's ids and labels: a string is all the model's; an environment's transcript is (text, the
+    model's?) segments, the environment's text context only (label -100)."""
+    parts = [(solution, True)] if isinstance(solution, str) else solution
+    ids, labels = [], []
+    for text, model in parts:
+        encoded = tokenizer.encode(text)
+        ids += encoded
+        labels += encoded if model else [-100] * len(encoded)
+    return ids + [tokenizer.eos_token_id], labels + [tokenizer.eos_token_id]
+
+
 def _batches(cfg: PretrainConfig, tokenizer):
-    """Endless padded batches: input_ids [B, T], labels [B, T] (-100 on prompt and padding)."""
+    """Endless padded batches: input_ids [B, T], labels [B, T] (-100 on prompt, environment text and padding)."""
+    import rlreason.envs  # noqa: F401  (the environments' own tasks: calculator, guess)
+
     streams, weights = [], []
     for name, weight in cfg.task_mix:
         task = get_task(name)
@@ -66,8 +80,8 @@ def _batches(cfg: PretrainConfig, tokenizer):
         for _ in range(cfg.batch_size):
             problem, solution = next(rng.choices(streams, weights)[0])
             p = tokenizer.encode(problem.prompt)
-            c = tokenizer.encode(solution) + [tokenizer.eos_token_id]
-            rows.append((p + c, [-100] * len(p) + c))
+            c, labels = _segments(tokenizer, solution)
+            rows.append((p + c, [-100] * len(p) + labels))
         width = max(len(ids) for ids, _ in rows)
         ids = torch.full((len(rows), width), tokenizer.pad_token_id)
         labels = torch.full((len(rows), width), -100)

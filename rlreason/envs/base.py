@@ -1,0 +1,60 @@
+"""The environment contract (``Environment``, ``StepResult``) and the registry; re-exported by ``rlreason.envs``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlreason.registry import Registry
+from rlreason.types import ENV_REWARD, Problem  # noqa: F401  (ENV_REWARD: re-exported)
+
+Observation = str | list[dict]  # text (plain prompts), or messages ({role, content}) for the chat template
+
+
+@dataclass
+class StepResult:
+    """What the environment answers to one model turn."""
+
+    observation: Observation | None = None  # the next message(s) to the model; None: nothing more (done)
+    reward: float | None = None  # the episode's reward, when the environment gives it (usually with done)
+    done: bool = False
+    solved: bool | None = None  # the environment's verdict on the task (accuracy), when it has one
+    tool_calls: int = 0  # tool calls it read in this turn (for the episode's metrics)
+    tool_errors: int = 0  # of those: malformed, unknown tool, bad arguments, raised or timed out
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Environment:
+    """Base class of environments (optional: any object with ``reset`` and ``step`` will do)."""
+
+    stop: tuple[str, ...] = ()  # strings that end a model turn besides EOS
+    role: str = "user"  # the role of the environment's messages in the chat template
+
+    def __init__(self, **config) -> None:
+        self.config = config
+
+    def reset(self, problem: Problem) -> Observation:
+        raise NotImplementedError
+
+    def step(self, action: str) -> StepResult:
+        raise NotImplementedError
+
+    def tools(self) -> list[Callable]:
+        """Functions offered to the model through a chat template that supports tools (none by default)."""
+        return []
+
+    def close(self) -> None:
+        """Release what the episode holds (a sandbox, files)."""
+
+
+ENVIRONMENTS: Registry[type] = Registry("environment")
+
+
+def environment(name: str) -> Callable[[type], type]:
+    """Class decorator: register an environment under ``name``."""
+    return ENVIRONMENTS.register(name)
+
+
+def get_environment(name: str) -> type:
+    return ENVIRONMENTS.get(name)

@@ -1,0 +1,256 @@
+"""The episode loop, in the engine: every problem's samples as episodes, token in and token out.
+
+A problem without an environment is an episode of one turn (its group shares one request: ``n`` samples). A problem
+with one (``meta["env"]``) gets an environment instance per sample; all live episodes advance together, one vLLM
+batch per turn (prefix caching reuses each episode's growing context). The trajectory is the exact token ids the
+engine sampled with the environment's tokens appended as ids: the model's tokens are never decoded and encoded again
+(the decoded text only goes to the environment). The chat template is applied to the environment's new messages
+only, never to the model's past turns, so templates that rewrite earlier turns (thinking models) cannot make the
+trajectory drift: ``ChatDelta`` renders the new messages after a fixed conversation and keeps what follows it.
+
+Limits (``EpisodeSpec``): model turns, tokens after the prompt, and the context; an episode that reaches one ends
+with that reason. An environment that raises fails its episode (reason ``failed``, the error kept), not the call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rlreason.rollout.prompts import chat_prompt_ids
+from rlreason.types import Completion, Episode, Problem, Turn
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """The recipe's ``env`` section as the engines need it."""
+
+    max_turns: int = 8  # model turns
+    max_tokens: int | None = None  # tokens after the prompt (sampled and the environment's); None: the context
+    limit_reward: float = 0.0  # reward of an episode a limit ended, when its environment gave none
+    turn_penalty: float = 0.0  # subtracted per model turn after the first
+    tool_call_penalty: float = 0.0  # subtracted per tool call
+    discount: float = 1.0  # the reward times discount ** (model turns - 1)
+
+
+@dataclass
+class Live:
+    """An episode under way."""
+
+    problem: Problem
+    env: object
+    name: str
+    prompt: list[int]
+    sample: int = 0  # which of its problem's episodes
+    ids: list[int] = field(default_factory=list)  # after the prompt: sampled and environment tokens
+    logprobs: list[float] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    reward: float | None = None
+    solved: bool | None = None
+    reason: str | None = None  # set when it ends
+    error: str | None = None
+    env_s: float = 0.0
+    finish: str = "stop"
+
+    def add(self, ids: list[int], logprobs: list[float] | None, sampled: bool) -> None:
+        self.ids += ids
+        self.logprobs += logprobs if sampled else [0.0] * len(ids)
+        self.mask += [int(sampled)] * len(ids)
+
+    def end(self, reason: str, error: str | None = None) -> None:
+        self.reason, self.error = reason, error
+        if error is None:
+            _close(self.env)
+
+
+def _close(env) -> None:
+    try:
+        getattr(env, "close", lambda: None)()
+    except Exception:  # noqa: BLE001 - a failing close does not fail an ended episode
+        pass
+
+
+def _first_line(error: BaseException) -> str:
+    return (f"{type(error).__name__}: {error}".strip().splitlines() or ["error"])[0][:300]
+
+
+class ChatDelta:
+    """Token ids of new messages in the chat template, as they follow an assistant turn that ended at EOS."""
+
+    BASE = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.base = tokenizer.apply_chat_template(self.BASE, tokenize=False)
+        eos = tokenizer.eos_token or ""
+        closing = self.base[self.base.rindex("y") + 1:]  # what the template writes after an assistant's text
+        self.glue = closing[len(eos):] if eos and closing.startswith(eos) else closing
+        self.closing = closing
+
+    def ids(self, messages: list[dict], after_eos: bool) -> list[int]:
+        text = self.tokenizer.apply_chat_template(self.BASE + messages, add_generation_prompt=True, tokenize=False)
+        if not text.startswith(self.base):
+            raise ValueError("the chat template does not render new messages after earlier ones unchanged")
+        new = (self.glue if after_eos else self.closing) + text[len(self.base):]
+        return list(self.tokenizer.encode(new, add_special_tokens=False))
+
+
+def observation_ids(tokenizer, delta: ChatDelta | None, observation, role: str, after_eos: bool) -> list[int]:
+    """The environment's answer as token ids: its messages through the chat template (``delta``), or its text
+    appended as it is (plain prompts)."""
+    if delta is None:
+        text = observation if isinstance(observation, str) else "".join(m["content"] for m in observation)
+        return list(tokenizer.encode(text, add_special_tokens=False))
+    messages = [{"role": role, "content": observation}] if isinstance(observation, str) else list(observation)
+    return delta.ids(messages, after_eos)
+
+
+def first_prompt(engine, problem: Problem, observation) -> list[int]:
+    """The episode's prompt from the environment's first observation (the problem's own template applies)."""
+    if isinstance(observation, list) or "messages" in problem.meta:
+        messages = observation if isinstance(observation, list) else [*problem.meta["messages"][:-1],
+                                                                     {"role": "user", "content": observation}]
+        return chat_prompt_ids(engine.tokenizer, messages)
+    return list(engine.tokenizer.encode(observation))
+
+
+def episode_completion(live: Live, version: int, spec: EpisodeSpec, gen_s: float) -> Completion:
+    """The finished episode as one training row: its reward after the recipe's penalties and discount."""
+    model_turns = sum(t.role == "assistant" for t in live.turns)
+    reward = live.reward
+    if reward is None and live.reason != "failed":
+        reward = spec.limit_reward
+    if reward is not None:
+        reward -= spec.turn_penalty * max(0, model_turns - 1) + spec.tool_call_penalty * sum(
+            t.tool_calls for t in live.turns)
+        reward *= spec.discount ** max(0, model_turns - 1)
+    episode = Episode(env=live.name, turns=live.turns, reason=live.reason or "done", reward=reward,
+                      solved=live.solved, error=live.error, env_s=live.env_s, gen_s=gen_s)
+    return Completion(problem_id=live.problem.id, prompt_ids=live.prompt, completion_ids=live.ids,
+                      logprobs=live.logprobs, finish_reason=live.finish, policy_version=version,
+                      text="".join(live.texts), mask=live.mask, episode=episode)
+
+
+def start(engine, problem: Problem, n: int) -> list[Live]:
+    """``n`` episodes of ``problem``, reset (an environment that raises fails its episode at once)."""
+    from rlreason.envs import get_environment
+
+    spec = problem.meta["env"]
+    out = []
+    for _ in range(n):
+        began = time.perf_counter()
+        live = Live(problem, None, spec["name"], [], sample=len(out))
+        try:
+            live.env = get_environment(spec["name"])(**spec.get("config", {}))
+            live.prompt = first_prompt(engine, problem, live.env.reset(problem))
+        except Exception as e:  # noqa: BLE001 - an environment's failure fails its episode, not the call
+            live.end("failed", f"reset: {_first_line(e)}")
+        live.env_s += time.perf_counter() - began
+        out.append(live)
+    return out
+
+
+@dataclass
+class Request:
+    """One request of a turn's batch: a group's shared first turn (``live`` None) or one episode's next turn."""
+
+    ids: list[int]
+    params: object
+    lora: object
+    index: int  # the problem's index in the call
+    problem: Problem
+    live: Live | None = None
+
+
+def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: list[int] | None
+        ) -> list[list[Completion]]:
+    """``sampling.n`` completions (or episodes) per problem, grouped per problem in input order."""
+    spec = sampling.episode or EpisodeSpec()
+    groups: list[list] = [[] for _ in problems]
+    lives: dict[int, list[Live]] = {}
+    requests = []
+    for i, problem in enumerate(problems):
+        seed = None if seeds is None else seeds[i]
+        if "env" not in problem.meta:
+            requests.append(Request(engine._prompt_ids(problem), engine.params(sampling, seed), lora_requests[i], i,
+                                    problem))
+            continue
+        lives[i] = start(engine, problem, sampling.n)
+        requests += [Request(live.prompt, None, lora_requests[i], i, problem, live) for live in lives[i]
+                     if live.reason is None]
+    gen_s = _play(engine, requests, sampling, spec, seeds, groups)
+    for i, group in lives.items():
+        groups[i] = [episode_completion(live, engine.version, spec, gen_s) for live in group]
+    return groups
+
+
+def _play(engine, requests: list[Request], sampling, spec: EpisodeSpec, seeds, groups: list[list]) -> float:
+    """Turns until every episode has ended: each turn one batch of the live episodes' requests. A group's shared
+    first turn (no environment) goes straight into ``groups``. Returns the seconds spent generating."""
+    gen_s, turn = 0.0, 0
+    while requests:
+        for r in requests:
+            if r.live is not None:
+                seed = None if seeds is None else seeds[r.index] + r.live.sample + turn * 1_000_003
+                r.params = engine.turn_params(sampling, r.live.env, _room(engine, r.live, sampling, spec), seed)
+        began = time.perf_counter()
+        outputs = engine.llm.generate([{"prompt_token_ids": r.ids} for r in requests], [r.params for r in requests],
+                                      use_tqdm=False, lora_request=[r.lora for r in requests])
+        gen_s += time.perf_counter() - began
+        following = []
+        for r, out in zip(requests, outputs):
+            if r.live is None:
+                groups[r.index] = [engine._completion(r.problem, out.prompt_token_ids, o) for o in out.outputs]
+            elif _turn(engine, r.live, out.outputs[0], spec):
+                following.append(Request(r.live.prompt + r.live.ids, None, r.lora, r.index, r.problem, r.live))
+        requests, turn = following, turn + 1
+    return gen_s
+
+
+def _room(engine, live: Live, sampling, spec: EpisodeSpec) -> int:
+    """Tokens this turn may sample: the turn limit, what the episode's budget and the context leave."""
+    left = engine.max_model_len - len(live.prompt) - len(live.ids) - 1
+    if spec.max_tokens is not None:
+        left = min(left, spec.max_tokens - len(live.ids))
+    return min(sampling.max_tokens, left)
+
+
+def _turn(engine, live: Live, output, spec: EpisodeSpec) -> bool:
+    """Record the model's turn, ask the environment, append its answer; whether the episode goes on."""
+    ids = list(output.token_ids)
+    live.add(ids, engine.logprobs_of(output, ids), sampled=True)
+    text = engine.tokenizer.decode(ids, skip_special_tokens=True)
+    live.texts.append(text)
+    eos = output.finish_reason == "stop" and output.stop_reason is None
+    began = time.perf_counter()
+    try:
+        result = live.env.step(text)
+    except Exception as e:  # noqa: BLE001 - the environment's failure fails this episode only
+        live.turns.append(Turn("assistant", text, len(ids)))
+        live.env_s += time.perf_counter() - began
+        live.end("failed", f"step: {_first_line(e)}")
+        return False
+    live.env_s += time.perf_counter() - began
+    live.turns.append(Turn("assistant", text, len(ids), result.tool_calls, result.tool_errors))
+    live.reward = result.reward if result.reward is not None else live.reward
+    live.solved = result.solved if result.solved is not None else live.solved
+    live.finish = output.finish_reason or "length"  # (a turn cut at rollout.max_tokens goes on: the environment
+    if result.done or result.observation is None:     # saw its text and answered it)
+        live.end("done")
+        return False
+    if sum(t.role == "assistant" for t in live.turns) >= spec.max_turns:
+        live.end("max_turns")
+        return False
+    obs = observation_ids(engine.tokenizer, engine.chat_delta(live.problem), result.observation,
+                          getattr(live.env, "role", "user"), after_eos=eos)
+    if len(live.prompt) + len(live.ids) + len(obs) >= engine.max_model_len - 1 or (
+            spec.max_tokens is not None and len(live.ids) + len(obs) >= spec.max_tokens):
+        live.end("context" if spec.max_tokens is None else "max_tokens")
+        return False
+    live.add(obs, None, sampled=False)
+    observed = result.observation if isinstance(result.observation, str) else "".join(
+        m["content"] for m in result.observation)
+    live.turns.append(Turn(getattr(live.env, "role", "user"), observed, len(obs)))
+    return True
