@@ -39,7 +39,7 @@ def _run(bin_dir: Path, args: list[str], cwd: Path, timeout: float = 120) -> sub
 
 
 def test_the_wheel_is_what_runs(installed, tmp_path):
-    where = subprocess.run([str(installed / "python"), "-c", "import rlreason, rlreason.recipe.sections as c; "
+    where = subprocess.run([str(installed / "python"), "-c", "import rlreason, rlreason.recipe as c; "
                             "print(rlreason.__file__); print(c.recipes_dir())"],
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
     assert all(str(installed.parent) in line for line in where), where

@@ -3,7 +3,7 @@ import sys
 
 
 def test_import_is_light():
-    code = "import sys, rlreason, rlreason.recipe.sections, rlreason.types; " \
+    code = "import sys, rlreason, rlreason.recipe, rlreason.types; " \
            "print(sorted(m for m in ('torch', 'ray', 'vllm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

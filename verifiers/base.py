@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rlreason.registry import Registry
-from rlreason.types import Problem, VerifyResult
+from rlreason.types import ENV_REWARD, Problem, VerifyResult
 
 VerifyFn = Callable[[str, Problem], VerifyResult]
 
@@ -31,7 +31,9 @@ def verifier(name: str, same_answer: Callable[[str, str], bool] | None = None) -
 
 
 def same_answer_of(name: str) -> Callable[[str, str], bool] | None:
-    """The verifier's answer equivalence for voting (None: exact text)."""
+    """The verifier's answer equivalence for voting (None: exact text; an environment's reward: no answers)."""
+    if name == ENV_REWARD:
+        return None
     return getattr(get_verifier(name), "same_answer", None)
 
 

@@ -30,6 +30,7 @@ class Environment:
 
     stop: tuple[str, ...] = ()  # strings that end a model turn besides EOS
     role: str = "user"  # the role of the environment's messages in the chat template
+    rewards: bool = True  # its reward scores the episode; False: the data task's verifier judges the final text
 
     def __init__(self, **config) -> None:
         self.config = config

@@ -1,8 +1,8 @@
 """Environments as tasks: a recipe entry ``{env: NAME}`` (the environment's own problems) or ``{env: NAME, data:
 TASK}`` (a task's problems, played in the environment) becomes a task like any other, whose problems carry the
 environment (``meta["env"]``: its name and the entry's ``config``). Their reward is the environment's (verifier
-``environment``) unless the entry names a verifier, or the data task has one (a math task's answer, judged at the
-end of the episode on the model's own text).
+``environment``) unless the entry names a verifier, or the environment leaves judging to the data task's verifier
+(``rewards = False``: a math task's answer, judged at the end of the episode on the model's own text).
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ class EnvTask:
         return getattr(self.source, "held_out_size", None)
 
     def _played(self, problem: Problem) -> Problem:
-        verifier = self.spec.verifier or (problem.verifier if self.spec.data else ENV_REWARD)
+        from rlreason.envs.base import get_environment
+
+        own = getattr(get_environment(self.spec.env), "rewards", True) or not self.spec.data
+        verifier = self.spec.verifier or (ENV_REWARD if own else problem.verifier)
         env = {"name": self.spec.env, "config": dict(self.spec.config)}
         return replace(problem, verifier=verifier, task=self.name, meta={**problem.meta, "env": env})
 

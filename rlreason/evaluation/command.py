@@ -85,6 +85,7 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
     from rlreason.run.cluster import start_cluster
     from rlreason.controller import Context
     from rlreason.evaluation.heldout import evaluate_groups
+    from rlreason.episode_groups import episode_metrics
     from rlreason.evaluation.metrics import group_summary
     from rlreason.scoring import Scorer
     from rlreason.verifiers import same_answer_of
@@ -112,7 +113,9 @@ def run_eval(cfg: RunConfig, ks: list[int], out: Path, console=None) -> dict:
                 report["tasks"][task] = {
                     "problems": len(groups), "too_long": too_long, "verifier": verifier,
                     "seconds": time.perf_counter() - start,
-                    "metrics": group_summary(groups, ks, same_answer_of(verifier) if verifier else None)}
+                    "metrics": group_summary(groups, ks, same_answer_of(verifier) if verifier else None),
+                    **({"episodes": episode_metrics(groups, len(cluster.workers))} if any(
+                        c.episode is not None for g in groups for c in g.completions) else {})}
                 metrics = report["tasks"][task]["metrics"]
                 cut = metrics.get("truncated_frac", {}).get("mean", 0.0)
                 if cut > cfg.rollout.warn_truncated:

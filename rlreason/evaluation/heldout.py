@@ -5,9 +5,11 @@ eval`` (``rlreason.evaluation.command``)."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 
 from rlreason.controller import Context, as_configured, fitting, generate, sampling_spec, score
+from rlreason.episode_groups import episode_metrics
 from rlreason.recipe import RunConfig
 from rlreason.tasks import get_task
 from rlreason.types import Problem, ScoredGroup
@@ -46,6 +48,11 @@ def evaluate(ctx: Context, tasks: tuple[str, ...] | None = None, adapter: dict |
                     if k.endswith("_pass@1")})
         if groups:
             out[f"{name}/truncated_frac"] = summary["truncated_frac"]["mean"]
+            episodes = episode_metrics(groups, len(ctx.workers))
+            out.update({f"{name}/{k}": v for k, v in episodes.items() if k in ("episode_turns", "episode_tool_calls")})
+            if any(c.episode is not None and c.episode.failed for g in groups for c in g.completions):
+                out[f"{name}/failed_frac"] = statistics.fmean(c.episode is not None and c.episode.failed
+                                                              for g in groups for c in g.completions)
         if too_long:
             out[f"{name}/too_long"] = float(too_long)
     return out

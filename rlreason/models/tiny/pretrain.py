@@ -28,7 +28,9 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 50
-    task_mix: tuple = (("arithmetic", 0.7), ("programs", 0.3))
+    # the environments' own tasks teach the embedded model their formats: a calculator it calls in some of its
+    # worked examples (the rest answer directly), and the guessing game's binary search
+    task_mix: tuple = (("arithmetic", 0.6), ("programs", 0.25), ("calculator", 0.1), ("guess", 0.05))
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
