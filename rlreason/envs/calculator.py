@@ -4,7 +4,8 @@ embedded model; the demonstration that tool use is learned).
 A tool call is ``<calc>EXPRESSION</calc>``: the closing tag ends the model's turn and the environment answers with
 the value and a newline (``1776\\n``), or ``error\\n`` for an expression it does not accept (only integers, ``+ - *
 //`` and parentheses, at most 64 characters; counted as a tool error). The episode ends when the model stops (EOS):
-reward 1 when the last ``#### N`` equals the answer. Problems: products of two 2-digit numbers.
+reward 1 when the last ``#### N`` equals the answer. Problems: products of two 2-digit numbers (``37 times 48?``: a
+prompt unlike the arithmetic task's, whose worked lines the embedded model must not learn to skip).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Calculator(Environment):
     """Arithmetic with a calculator tool (<calc>EXPRESSION</calc>); reward 1 for the right #### answer."""
 
     stop = ("</calc>",)
-    max_tokens = 24  # per model turn: a call, or the answer
+    max_tokens = 32  # per model turn: a call, or the answer
 
     def reset(self, problem: Problem) -> str:
         self.answer = int(problem.reference)
@@ -72,7 +73,7 @@ class Calculator(Environment):
         """A problem, and a worked transcript for pretraining the embedded model, as (text, the model's?) segments:
         in ``tool_share`` of them the calculator is called; in the rest the answer is written directly."""
         a, b = rng.randint(10, 99), rng.randint(10, 99)
-        problem = Problem(id=f"calc:{a}*{b}", prompt=f"{a}*{b}=?\n", reference=str(a * b), verifier=ENV_REWARD,
+        problem = Problem(id=f"calc:{a}*{b}", prompt=f"{a} times {b}?\n", reference=str(a * b), verifier=ENV_REWARD,
                           task="calculator", meta={"env": {"name": "calculator"}})
         if rng.random() < tool_share:
             return problem, [(f"<calc>{a}*{b}</calc>", True), (f"{a * b}\n", False), (f"#### {a * b}", True)]
