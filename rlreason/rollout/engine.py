@@ -158,6 +158,7 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         stop strings need the text, so it is detokenized)."""
         return self._vllm.SamplingParams(n=1, max_tokens=max(1, max_tokens), temperature=sampling.temperature,
                                          top_p=sampling.top_p, top_k=-1, logprobs=0, seed=seed,
+                                         ignore_eos=sampling.ignore_eos,
                                          stop=list(getattr(env, "stop", ())), include_stop_str_in_output=True,
                                          flat_logprobs=True)
 
