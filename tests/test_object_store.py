@@ -26,7 +26,9 @@ def test_the_object_store_does_not_grow_over_300_steps(tmp_path, mode):
     from rlreason.recipe import load_config
     from rlreason.drivers.train import train
 
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)  # the run joins it; we read its store
+    # a private instance (as the product starts): a plain ray.init() would join whatever cluster a stopped
+    # `ray start` left its address file for; the run joins this one and we read its store
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     samples, stop = [], threading.Event()
 
     def watch():

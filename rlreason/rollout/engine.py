@@ -109,6 +109,7 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
             self.adapters = AdapterVersions(self.llm, adapter)
         self._loaders = {"full": self._load_full, "lora": self._load_adapter}
         self._params: dict = {}
+        self._observations: dict = {}
 
     @property
     def _lora_request(self):
@@ -153,14 +154,26 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
             self._params[key] = params if seed is None else _seeded(params, seed)
         return self._params[key]
 
-    def turn_params(self, sampling: SamplingSpec, env, max_tokens: int, seed: int | None = None):
-        """One episode turn: one sample, ending at EOS or at the environment's stop strings (kept in the output;
-        stop strings need the text, so it is detokenized)."""
-        return self._vllm.SamplingParams(n=1, max_tokens=max(1, max_tokens), temperature=sampling.temperature,
+    def turn_params(self, sampling: SamplingSpec, env, max_tokens: int, seed: int | None = None, n: int = 1):
+        """An episode turn (``n``: a group's first turns, one prompt), ending at EOS or at the environment's stop
+        strings (kept in the output; stop strings need the text, so it is detokenized)."""
+        return self._vllm.SamplingParams(n=n, max_tokens=max(1, max_tokens), temperature=sampling.temperature,
                                          top_p=sampling.top_p, top_k=-1, logprobs=0, seed=seed,
-                                         ignore_eos=sampling.ignore_eos,
-                                         stop=list(getattr(env, "stop", ())), include_stop_str_in_output=True,
-                                         flat_logprobs=True)
+                                         ignore_eos=sampling.ignore_eos, stop=list(getattr(env, "stop", ())),
+                                         include_stop_str_in_output=True, flat_logprobs=True,
+                                         detokenize=bool(getattr(env, "stop", ())))  # (the turn is decoded below)
+
+    def observation_ids(self, problem: Problem, observation, role: str, after_eos: bool) -> list[int]:
+        """The environment's answer as token ids (``episodes.observation_ids``), remembered: environments repeat
+        themselves ("higher", a tool's error), and a turn's batch asks for many."""
+        key = (observation if isinstance(observation, str) else repr(observation), role, after_eos,
+               "messages" in problem.meta)
+        if key not in self._observations:
+            if len(self._observations) > 4096:
+                self._observations.clear()
+            self._observations[key] = episodes.observation_ids(self.tokenizer, self.chat_delta(problem),
+                                                               observation, role, after_eos)
+        return self._observations[key]
 
     def chat_delta(self, problem: Problem):
         """The renderer of environment messages in the chat template (None: plain prompts, text appended)."""

@@ -162,6 +162,7 @@ class Request:
     index: int  # the problem's index in the call
     problem: Problem
     live: Live | None = None
+    group: list[Live] | None = None  # a group's episodes sharing their first turn (one request of n samples)
 
 
 def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: list[int] | None
@@ -178,8 +179,9 @@ def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: l
                                     problem))
             continue
         lives[i] = start(engine, problem, sampling.n)
-        requests += [Request(live.prompt, None, lora_requests[i], i, problem, live) for live in lives[i]
-                     if live.reason is None]
+        ready = [live for live in lives[i] if live.reason is None]
+        if ready:  # their first observations are one prompt: one request samples all their first turns
+            requests.append(Request(ready[0].prompt, None, lora_requests[i], i, problem, group=ready))
     gen_s = _play(engine, requests, sampling, spec, seeds, groups)
     for i, group in lives.items():
         groups[i] = [episode_completion(live, engine.version, spec, gen_s) for live in group]
@@ -187,25 +189,50 @@ def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: l
 
 
 def _play(engine, requests: list[Request], sampling, spec: EpisodeSpec, seeds, groups: list[list]) -> float:
-    """Turns until every episode has ended: each turn one batch of the live episodes' requests. A group's shared
-    first turn (no environment) goes straight into ``groups``. Returns the seconds spent generating."""
-    gen_s, turn = 0.0, 0
-    while requests:
-        for r in requests:
-            if r.live is not None:
+    """Every request until every episode has ended, continuously: an episode whose turn finished is given the
+    environment's answer and its next turn joins the engine's running batch at once (no barrier between turns, no
+    call per turn). A group's shared first turn (no environment) goes straight into ``groups``. Returns the seconds
+    spent in the engine. (vLLM's ``LLM.generate`` is add-requests-then-step-until-done; here the loop adds the next
+    turns as it steps.)"""
+    llm, pending, gen_s = engine.llm, {}, 0.0
+
+    def submit(batch: list[Request]) -> None:
+        for r in batch:
+            if r.group is not None:
+                seed = None if seeds is None else seeds[r.index]
+                r.params = engine.turn_params(sampling, r.group[0].env, _room(engine, r.group[0], sampling, spec),
+                                              seed, n=len(r.group))
+            elif r.live is not None:
+                turn = sum(t.role == "assistant" for t in r.live.turns)
                 seed = None if seeds is None else seeds[r.index] + r.live.sample + turn * 1_000_003
                 r.params = engine.turn_params(sampling, r.live.env, _room(engine, r.live, sampling, spec), seed)
-        began = time.perf_counter()
-        outputs = engine.llm.generate([{"prompt_token_ids": r.ids} for r in requests], [r.params for r in requests],
-                                      use_tqdm=False, lora_request=[r.lora for r in requests])
-        gen_s += time.perf_counter() - began
-        following = []
-        for r, out in zip(requests, outputs):
-            if r.live is None:
-                groups[r.index] = [engine._completion(r.problem, out.prompt_token_ids, o) for o in out.outputs]
-            elif _turn(engine, r.live, out.outputs[0], spec):
-                following.append(Request(r.live.prompt + r.live.ids, None, r.lora, r.index, r.problem, r.live))
-        requests, turn = following, turn + 1
+        ids = llm._add_completion_requests([{"prompt_token_ids": r.ids} for r in batch], [r.params for r in batch],
+                                           use_tqdm=False, lora_request=[r.lora for r in batch])
+        pending.update((rid.rsplit("-", 1)[0], r) for rid, r in zip(ids, batch))  # (outputs carry the external id)
+
+    try:
+        submit(requests)
+        while pending:
+            began = time.perf_counter()
+            outputs = llm.llm_engine.step()
+            gen_s += time.perf_counter() - began
+            following = []
+            for out in outputs:
+                if not out.finished:
+                    continue
+                r = pending.pop(out.request_id)
+                if r.live is None and r.group is None:
+                    groups[r.index] = [engine._completion(r.problem, out.prompt_token_ids, o) for o in out.outputs]
+                    continue
+                for live, o in zip(r.group or [r.live], out.outputs):
+                    if _turn(engine, live, o, spec):
+                        following.append(Request(live.prompt + live.ids, None, r.lora, r.index, r.problem, live))
+            if following:
+                submit(following)
+    except BaseException:
+        if pending:  # (the engine serves later calls: nothing of this one may stay queued in it)
+            llm.llm_engine.abort_request(list(pending))
+        raise
     return gen_s
 
 
@@ -243,8 +270,7 @@ def _turn(engine, live: Live, output, spec: EpisodeSpec) -> bool:
     if sum(t.role == "assistant" for t in live.turns) >= spec.max_turns:
         live.end("max_turns")
         return False
-    obs = observation_ids(engine.tokenizer, engine.chat_delta(live.problem), result.observation,
-                          getattr(live.env, "role", "user"), after_eos=eos)
+    obs = engine.observation_ids(live.problem, result.observation, getattr(live.env, "role", "user"), eos)
     if len(live.prompt) + len(live.ids) + len(obs) >= engine.max_model_len - 1 or (
             spec.max_tokens is not None and len(live.ids) + len(obs) >= spec.max_tokens):
         live.end("context" if spec.max_tokens is None else "max_tokens")
