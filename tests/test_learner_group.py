@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 from rlreason.batching import build_train_batch
 from rlreason.recipe import load_config
 from rlreason.learner.learner import Learner
-from tests.batches import good_and_bad_groups
+from tests.batches import assert_same_step, good_and_bad_groups
 
 CASES = {  # overrides, prompts per batch (2 rows each)
     "grpo": ([], (5, 7)),
@@ -62,7 +62,7 @@ def test_two_learners_make_the_update_of_one(ray_local, tiny_model_path, case):
         got = _weights(ray.get(actor.export_weights.remote()))
         assert got.keys() == expected.keys()
         for name, tensor in expected.items():  # (a wrong update is ~lr apart: AdamW's first steps are ~lr*sign)
-            torch.testing.assert_close(got[name], tensor, rtol=0, atol=2e-5, msg=name)
+            assert_same_step(got[name], tensor, name)
     moved = _weights(Learner(cfg).export_weights())
     assert any(not torch.equal(moved[k], expected[k]) for k in expected)  # the steps did change the weights
     for actor in group.actors:

@@ -2,13 +2,12 @@
 single untrimmed pass takes (same loss, same new weights), with and without a critic and frozen logprobs."""
 
 import pytest
-import torch
 from transformers import AutoTokenizer
 
 from rlreason.batching import build_train_batch
 from rlreason.recipe import load_config
 from rlreason.learner.learner import Learner
-from tests.batches import good_and_bad_groups
+from tests.batches import assert_same_step, good_and_bad_groups
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
@@ -26,4 +25,4 @@ def test_trimmed_micro_batches_take_the_same_step_as_one_pass(tiny_model_path, a
     for micro in (1, 3):
         assert learners[micro][0] == pytest.approx(loss, rel=1e-4, abs=1e-6)
         for a, b in zip(params, learners[micro][1]):  # (AdamW's first step is ~lr * sign(grad): 1e-4 apart if wrong)
-            torch.testing.assert_close(a, b, rtol=0, atol=2e-5)
+            assert_same_step(b, a)
