@@ -77,6 +77,7 @@ def _leftovers(marker: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # (51 s: two Ray nodes started and stopped; the cluster's placement is checked fast below)
 def test_train_on_a_two_node_cluster_then_alone_next_to_its_stale_address(tmp_path):
     ray_tmp = Path(f"/tmp/rlr{os.getpid()}")
     ray_tmp.mkdir(exist_ok=True)

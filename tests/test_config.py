@@ -84,8 +84,8 @@ def test_every_shipped_recipe_validates_and_is_found_by_name_from_any_directory(
         assert find_recipe(f"{name}.yaml") == recipes_dir() / f"{name}.yaml"
     (tmp_path / "ppo.yaml").write_text("name: mine\n")  # a file of the user's wins over a shipped name
     assert load_config("ppo.yaml").name == "mine"
-    with pytest.raises(RecipeError, match=r"recipe: no such file 'nope' \(shipped recipes: continual, default, es, "
-                                          r"es_programs, lora"):
+    with pytest.raises(RecipeError, match=r"recipe: no such file 'nope' \(shipped recipes: calculator, continual, "
+                                          r"default, es, es_programs, lora"):
         load_config("nope")
 
 

@@ -73,12 +73,21 @@ def _cli(args, cwd):
 
 def test_eval_of_a_run_directory_matches_the_runs_own_held_out_accuracy(tmp_path):
     """A one-step run evaluates its final model ("after"); ``rlreason eval RUN`` on the same problems with the
-    same settings must agree within sampling error, and write eval.json and problems.jsonl."""
+    same settings must agree within sampling error, and write eval.json and problems.jsonl. The same recipe run a
+    second time gets its own directory and leaves the first run's files as they were."""
     settings = ["train.steps=1", "eval.before=false", "tasks.eval_size=64", "eval.samples=8",
                 "rollout.prompts_per_step=4", "rollout.group_size=2", "output.tensorboard=false", "name=r"]
     proc = _cli(["train", *settings], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    after = json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())["after"]["arithmetic/accuracy"]
+    assert "Token authentication is enabled" not in proc.stderr + proc.stdout  # (a private instance: no notice)
+    run = tmp_path / "runs" / "r"
+    first = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert (run / "final").is_dir() and (run / "summary.json").is_file()
+    after = json.loads((run / "summary.json").read_text())["after"]["arithmetic/accuracy"]
+    second = _cli(["train", *settings], tmp_path)  # the same recipe again: a directory of its own
+    assert second.returncode == 0 and "runs/r-2" in second.stdout, second.stderr[-3000:]
+    assert json.loads((tmp_path / "runs" / "r-2" / "summary.json").read_text())["steps"] == 1
+    assert {p: (run / p).read_bytes() for p in first} == first  # the first run's files unchanged
     proc = _cli(["eval", "runs/r", "--task", "arithmetic", "--n", "8", "--k", "1,8", "--limit", "64"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "runs" / "r" / "eval"

@@ -123,7 +123,7 @@ def test_a_restarted_engine_refuses_to_generate_until_it_is_given_weights(tiny_m
     from rlreason.tasks import get_task
 
     problems = get_task("arithmetic").eval_problems(2)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         engine = ray.remote(RolloutEngine).options(max_restarts=1, runtime_env={"env_vars": cpu_engine_env(0, 1, 1)}
                                                    ).remote(tiny_model_path)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from test_resume import VOLATILE, _wait_for
 from test_stream import _rows
 
@@ -36,17 +38,22 @@ def _killed_after(cmd, tmp_path, checkpoint):
     time.sleep(2)  # (the watchdog's sweep)
 
 
-def test_a_continual_run_killed_at_a_phase_boundary_and_mid_phase_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("kills", [(3,), pytest.param((3, 4), marks=pytest.mark.slow)],
+                         ids=["phase-boundary", "phase-boundary-then-mid-phase"])
+def test_a_continual_run_killed_at_a_phase_boundary_and_mid_phase_resumes_exactly(tmp_path, kills):
     cli = [sys.executable, "-m", "rlreason.cli"]
     whole = subprocess.run([*cli, *CONTINUAL, "name=a"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]
     b = tmp_path / "runs" / "b"
-    _killed_after([*cli, *CONTINUAL, "name=b"], tmp_path, b / "checkpoints" / "step-000003")  # end of phase 1
-    _killed_after([*cli, *CONTINUAL, "name=b", "--resume"], tmp_path, b / "checkpoints" / "step-000004")  # mid-phase
+    for i, step in enumerate(kills):  # step 3 ends phase 1; step 4 is mid-phase
+        resume = ["--resume"] if i else []
+        _killed_after([*cli, *CONTINUAL, "name=b", *resume], tmp_path, b / "checkpoints" / f"step-{step:06d}")
     last = subprocess.run([*cli, *CONTINUAL, "name=b", "--resume"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)
     assert last.returncode == 0, last.stderr[-3000:]
-    assert "resuming from step-000004: step 4 done, 1 phase(s) evaluated" in " ".join(last.stdout.split())
+    evaluated = {3: 1, 4: 1}[kills[-1]]
+    assert (f"resuming from step-{kills[-1]:06d}: step {kills[-1]} done, {evaluated} phase(s) evaluated"
+            in " ".join(last.stdout.split()))
     a = tmp_path / "runs" / "a"
     assert _lines(b) == _lines(a), "the resumed run's metrics differ from the uninterrupted run's"
     report_a, report_b = (json.loads((d / "continual.json").read_text()) for d in (a, b))

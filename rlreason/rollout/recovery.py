@@ -44,8 +44,11 @@ class Pending:
 
 
 def issue(ctx, calls: dict[int, Callable[[Any], Any]], reissue: bool = True) -> Pending:
-    """Send ``calls[i](ctx.workers[i])`` (each returns an ObjectRef) to every worker ``i``; returns at once."""
-    return Pending(calls, reissue, {calls[i](ctx.workers[i]): (i, ctx.lives.get(i, 0)) for i in calls})
+    """Send ``calls[i](ctx.workers[i])`` (each returns an ObjectRef) to every worker ``i``; returns at once. The
+    calls are kept only to be sent again: a weight push's (``reissue=False``) would keep its weights in Ray's object
+    store until collected, long after the engines loaded them (Ray keeps an argument alive while its task runs)."""
+    refs = {calls[i](ctx.workers[i]): (i, ctx.lives.get(i, 0)) for i in calls}
+    return Pending(calls if reissue else {}, reissue, refs)
 
 
 def collect(ctx, pending: Pending) -> dict[int, Any]:
