@@ -6,9 +6,11 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from rlreason.evaluation.command import output_dir
 from rlreason.evaluation.metrics import majority_vote, pass_at_k, problem_metrics, summarize
 from rlreason.types import Completion, Problem, ScoredGroup, VerifyResult
 from rlreason.verifiers import get_verifier, same_answer_of
@@ -101,10 +103,21 @@ def test_eval_of_a_run_directory_matches_the_runs_own_held_out_accuracy(tmp_path
     assert len(rows) == 64 and all(len(r["completions"]) == 8 for r in rows)
     assert sum(c["correct"] for r in rows for c in r["completions"]) / 512 == pytest.approx(ours["mean"])
     assert "| arithmetic | 64 |" in proc.stdout
-    # a second evaluation never writes over the first
-    proc = _cli(["eval", "runs/r", "--task", "arithmetic", "--n", "2", "--k", "1", "--limit", "4"], tmp_path)
-    assert proc.returncode == 0 and (tmp_path / "runs" / "r" / "eval-2" / "eval.json").is_file()
-    assert json.loads((out / "eval.json").read_text())["n"] == 8
+    assert output_dir(None, str(run)) == run / "eval-2"  # a second evaluation never writes over the first
+
+
+def test_an_evaluation_never_writes_over_another(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "recipe.yaml").write_text("name: r\n")
+    assert output_dir(None, str(run)) == run / "eval"
+    (run / "eval").mkdir()
+    (run / "eval-2").mkdir()
+    assert output_dir(None, str(run)) == run / "eval-3"
+    assert output_dir(None, "tiny") == Path("eval-tiny")
+    Path("eval-tiny").mkdir()
+    assert output_dir(None, "tiny") == Path("eval-tiny-2") and output_dir("mine", "tiny") == Path("mine")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -42,11 +42,9 @@ def _alive(pid: int, created: float) -> bool:
         return False
 
 
-@pytest.mark.parametrize("driver", [
-    "sync", *(pytest.param(d, marks=pytest.mark.slow) for d in ("continual", "async", "es"))])  # one watchdog for all
+# one watchdog for all; the sync driver is also killed this way (and resumed) in tests/test_resume.py, fast
+@pytest.mark.parametrize("driver", [pytest.param(d, marks=pytest.mark.slow) for d in DRIVERS])
 def test_a_driver_killed_mid_step_leaves_nothing_behind(tmp_path, driver):
-    from rlreason.run.guardian import marked
-
     shm_before = set(os.listdir(SHM)) if SHM.is_dir() else set()
     command, *args = DRIVERS[driver]
     run = subprocess.Popen([sys.executable, "-m", "rlreason.cli", command, *args, *SMALL], cwd=tmp_path,
@@ -55,6 +53,14 @@ def test_a_driver_killed_mid_step_leaves_nothing_behind(tmp_path, driver):
     while not (metrics.exists() and metrics.read_text().count('"train"') >= 1):  # step 1 done: step 2 under way
         assert run.poll() is None and time.monotonic() < deadline, run.stderr.read().decode()[-3000:]
         time.sleep(0.05)
+    kill_and_check_nothing_is_left(run, shm_before)
+
+
+def kill_and_check_nothing_is_left(run: subprocess.Popen, shm_before: set[str]) -> None:
+    """SIGKILL the driver ``run`` alone; within 30 s no process it started, no process with its mark, nothing of it
+    on tmpfs remains (``shm_before``: /dev/shm's names before it started). Also used by tests/test_resume.py."""
+    from rlreason.run.guardian import marked
+
     family = _descendants(run.pid)
     guardian = next(p for p in psutil.Process(run.pid).children() if "rlreason.run.guardian" in " ".join(p.cmdline()))
     _, _, mark, tmp = guardian.cmdline()[-4:]

@@ -12,6 +12,7 @@ import time
 
 import psutil
 import pytest
+from test_no_leftovers import kill_and_check_nothing_is_left
 
 SMALL = ["rollout.prompts_per_step=4", "rollout.group_size=4", "eval.before=false", "eval.after=false",
          "output.tensorboard=false", "output.save_model=false", "tasks.eval_size=8", "eval.samples=1"]
@@ -26,17 +27,6 @@ def _cli(args, cwd, **kw):
 def _train_lines(run_dir):
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in x.items() if k not in VOLATILE} for x in lines if x["kind"] == "train"]
-
-
-def _kill_tree(proc):
-    """SIGKILL the run and every process it started (Ray's and vLLM's included)."""
-    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    for pid in family:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=60)
 
 
 def _wait_for(path, proc, timeout=300):
@@ -58,9 +48,10 @@ def test_a_killed_run_resumes_exactly_and_a_corrupt_newest_checkpoint_falls_back
     whole = subprocess.run(cmd, **kw)
     assert whole.returncode == 0, whole.stderr[-3000:]
     cmd, kw = _cli([*args, "name=b"], tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     victim = subprocess.Popen(cmd, **kw)
     _wait_for(tmp_path / "runs" / "b" / "checkpoints" / "step-000003" / "COMPLETE", victim)
-    _kill_tree(victim)
+    kill_and_check_nothing_is_left(victim, shm_before)  # the driver alone (what the OOM killer does)
     cmd, kw = _cli([*args, "name=b", "--resume"], tmp_path, capture_output=True, timeout=600)
     resumed = subprocess.run(cmd, **kw)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
