@@ -143,8 +143,17 @@ def run_trl(args) -> dict:
                           processing_class=AutoTokenizer.from_pretrained(path), environment_factory=Tools)
     clock = StepClock()
     trainer.add_callback(clock.callback(TrainerCallback))
+    real_generate = trainer._generate_single_turn
+
+    def counted(*a, **kw):  # the tokens sampled, per generate call (a call per turn)
+        completion_ids, logprobs = real_generate(*a, **kw)
+        clock.generation.append((0.0, sum(len(c) for c in completion_ids)))
+        return completion_ids, logprobs
+
+    trainer._generate_single_turn = counted
     trainer.train()
-    return {"step_s": clock.steps}
+    calls = [n for _, n in clock.generation]
+    return {"step_s": clock.steps, "sampled_tokens": sum(calls) / args.steps, "generate_calls": len(calls) / args.steps}
 
 
 def run_ours(args, work: Path) -> dict:
@@ -162,7 +171,9 @@ def run_ours(args, work: Path) -> dict:
         raise SystemExit(proc.stdout[-2000:] + proc.stderr[-3000:])
     lines = [json.loads(x) for x in (work / "runs" / "ours" / "metrics.jsonl").read_text().splitlines()]
     train = [x for x in lines if x["kind"] == "train"]
-    return {"step_s": [x["step_time_s"] for x in train], "episode_turns": [x.get("episode_turns") for x in train]}
+    return {"step_s": [x["step_time_s"] for x in train],
+            "episode_turns": statistics.fmean(x["episode_turns"] for x in train),
+            "sampled_tokens": statistics.fmean(x["rollout_tokens"] for x in train)}
 
 
 def main() -> None:
@@ -186,9 +197,11 @@ def main() -> None:
         raise SystemExit(proc.stdout[-2000:] + proc.stderr[-4000:])
     results["trl"] = {**json.loads(found[-1][7:]), "wall_s": time.perf_counter() - start}
     medians = {k: statistics.median(v["step_s"][2:]) for k, v in results.items()}
-    print(f"| episodes per step | turns x tokens | rlreason step (s) | TRL step (s) | TRL / rlreason |\n|---|---|---|---|---|"
-          f"\n| {args.prompts} x {args.group} | {args.turns} x {args.tokens} | {medians['ours']:.2f} | "
-          f"{medians['trl']:.2f} | **{medians['trl'] / medians['ours']:.2f}x** |")
+    print("| episodes per step | turns x tokens | tokens sampled per step (rlreason / TRL) | rlreason step (s) | "
+          "TRL step (s) | TRL / rlreason |\n|---|---|---|---|---|---|")
+    print(f"| {args.prompts} x {args.group} | {args.turns} x {args.tokens} | {results['ours']['sampled_tokens']:.0f} / "
+          f"{results['trl']['sampled_tokens']:.0f} | {medians['ours']:.2f} | {medians['trl']:.2f} | "
+          f"**{medians['trl'] / medians['ours']:.2f}x** |")
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "median_step_s": medians, **results}, indent=1))
 
