@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from rlreason.envs.base import ENV_REWARD
+from rlreason.registry import UnknownNameError
 from rlreason.section import Section
 from rlreason.types import Problem
 
@@ -37,15 +38,18 @@ class EnvTaskSpec(Section):
         from rlreason.envs.base import get_environment
         from rlreason.tasks.registry import TASKS
 
-        env = get_environment(self.env)  # (an unknown name: did-you-mean)
+        try:  # an unknown name or a module that does not import: one line (did-you-mean, the import error)
+            env = get_environment(self.env)
+            if self.data is not None:
+                TASKS.get(self.data)
+            if self.verifier is not None and self.verifier != ENV_REWARD:
+                from rlreason.verifiers import VERIFIERS
+
+                VERIFIERS.get(self.verifier)
+        except UnknownNameError as e:
+            raise ValueError(str(e)) from None
         if self.data is None and not hasattr(env, "sample"):
             raise ValueError(f"env {self.env!r} has no problems of its own: give data: TASK")
-        if self.data is not None:
-            TASKS.get(self.data)
-        if self.verifier is not None and self.verifier != ENV_REWARD:
-            from rlreason.verifiers import VERIFIERS
-
-            VERIFIERS.get(self.verifier)
         known = TASKS.get(self.task_name) if self.task_name in TASKS.names() else None
         if known is not None and not isinstance(known, EnvTask):
             raise ValueError(f"name: {self.task_name!r} is another task's; give this one another name")
