@@ -48,13 +48,36 @@ def test_the_wheel_is_what_runs(installed, tmp_path):
         line.split()[0] for line in listing.stdout.splitlines()}, listing.stderr
 
 
+COUNTDOWN = """
+from rlreason.envs import Environment, StepResult
+
+
+class Countdown(Environment):
+    stop = ("\\n",)
+
+    def reset(self, problem):
+        self.next = int(problem.reference)
+        return problem.prompt
+
+    def step(self, action):
+        if action.strip() != str(self.next) or self.next == 0:
+            return StepResult(reward=float(self.next == 0), done=True)
+        self.next -= 1
+        return StepResult(observation="ok\\n")
+"""
+
+
 def test_installed_wheel_trains_one_step_from_another_directory(installed, tmp_path):
+    """With an environment of the user's own, in a module of the directory the command runs in (the docs'
+    example): imported by the driver and by the engine's actor (found broken: only ``python -m`` could)."""
+    (tmp_path / "my_envs.py").write_text(COUNTDOWN)
     args = ["train", "train.steps=1", "rollout.prompts_per_step=4", "rollout.group_size=2", "eval.before=false",
-            "eval.after=false", "output.tensorboard=false"]
+            "eval.after=false", "output.tensorboard=false", "tasks.train=[{env: my_envs:Countdown, data: arithmetic}]"]
     proc = _run(installed, args, tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     run = tmp_path / "runs" / "tiny-grpo"
     assert (run / "metrics.jsonl").read_text().count('"step": 1') >= 1
+    assert '"episode_turns"' in (run / "metrics.jsonl").read_text()
     assert (run / "final" / "config.json").is_file()
     bad = _run(installed, ["train", "no_such_recipe"], tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("error: recipe: no such file 'no_such_recipe'")
