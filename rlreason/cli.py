@@ -377,22 +377,9 @@ def verify(verifier: str = typer.Argument(..., help="a registered verifier or mo
 RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify")  # commands whose processes a watchdog reaps
 
 
-def importable_here() -> None:
-    """The user's own modules (``my_envs:Countdown``, ``my_verifiers:check``) import from the working directory, as
-    with ``python -m``: in this process and in the actors of a Ray instance the run starts (they inherit
-    PYTHONPATH). A cluster joined elsewhere needs the module installed on its nodes."""
-    import os
-
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if here not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([here, *filter(None, paths)])
-
-
 def main() -> None:
     from rlreason.rollout.recovery import LearnerLost, PushLost, WorkerLost
+    from rlreason.registry import importable_here
     from rlreason.report.trackers import TrackerError
 
     importable_here()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from importlib.metadata import entry_points
 from typing import Callable, Generic, TypeVar
 
@@ -89,6 +91,18 @@ class Registry(Generic[T]):
             raise UnknownNameError(f"module {module_name!r} has no {self.kind} {attr!r}")
         self._imported[ref] = obj
         return obj
+
+
+def importable_here() -> None:
+    """The user's own modules (``my_envs:Countdown``, ``my_verifiers:check``) import from the working directory, as
+    with ``python -m``: in this process and in the actors of a Ray instance the run starts (they inherit
+    PYTHONPATH). A cluster joined elsewhere needs the module installed on its nodes."""
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if here not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([here, *filter(None, paths)])
 
 
 _loaded: set[str] = set()
