@@ -75,6 +75,7 @@ def test_a_collective_push_serves_the_same_weights(engine, learner):
         assert _max_gap(engine, learner, groups) < 1e-3
 
 
+@pytest.mark.slow  # (24 s; the collective push itself is checked fast above: test_a_collective_push_serves...)
 def test_two_learners_push_by_broadcast_in_a_run(tmp_path):
     """A run with a learner group and collective pushes: after each push the engine samples with the learner's
     weights (the learner's logprobs of the sampled tokens match the engine's)."""
