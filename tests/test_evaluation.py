@@ -82,6 +82,7 @@ def test_eval_of_a_run_directory_matches_the_runs_own_held_out_accuracy(tmp_path
     proc = _cli(["train", *settings], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Token authentication is enabled" not in proc.stderr + proc.stdout  # (a private instance: no notice)
+    assert "starting 1 rollout engine(s) and 1 learner(s)..." in proc.stdout and "ready in" in proc.stdout
     run = tmp_path / "runs" / "r"
     first = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert (run / "final").is_dir() and (run / "summary.json").is_file()

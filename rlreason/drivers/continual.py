@@ -103,7 +103,7 @@ def run_continual(cfg: RunConfig, console=None, resume: bool = False) -> dict:
         if console is not None:
             console.print(f"{cfg.run_dir} already finished its phases: nothing to do")
         return json.loads(report_file.read_text())
-    with session(cfg, None if restored is None else restored[1]["step"]) as run:
+    with session(cfg, None if restored is None else restored[1]["step"], console) as run:
         streams, rng = {t: TaskStream(cfg, t) for t in dict.fromkeys(p.task for p in cfg.continual.phases)}, \
             random.Random(cfg.seed)
         if restored is not None:

@@ -34,7 +34,7 @@ def run_online(cfg: RunConfig, console=None, resume: bool = False) -> dict:
 
     start = time.perf_counter()
     restored = restore_point(cfg, console, finished=lambda step: False) if resume else None
-    with session(cfg, None if restored is None else restored[1]["step"]) as run:
+    with session(cfg, None if restored is None else restored[1]["step"], console) as run:
         state = _resume(run, restored, console)
         reader, seen, step = StreamReader(cfg.tasks.stream, state.position), state.seen, state.step
         with open(run.run_dir / "problems.jsonl", "a", buffering=1) as trained, \

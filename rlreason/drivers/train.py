@@ -76,10 +76,10 @@ class Session:
 
 
 @contextlib.contextmanager
-def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
+def session(cfg: RunConfig, resumed_at: int | None = None, console=None) -> Iterator[Session]:
     """Write the run directory, start the memory monitor, metrics logger, scorer and Ray cluster; shut all down
     afterwards, whatever happened. ``resumed_at``: the step a resumed run continues after (TensorBoard drops what
-    the interrupted run logged for later steps)."""
+    the interrupted run logged for later steps). ``console``: where the start-up is announced (it takes a while)."""
     from rlreason.run.cluster import launch_cluster
     from rlreason.run.interrupts import interrupts
     from rlreason.rollout.weight_channel import open_pusher
@@ -88,7 +88,10 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
     purge = None if resumed_at is None else resumed_at + 1
     # the actors start while this process starts the rest; a cluster that cannot hold the run stops it here,
     # before its run directory exists
+    started = time.perf_counter()
     cluster = launch_cluster(cfg)
+    if console is not None:
+        console.print(f"starting {len(cluster.workers)} rollout engine(s) and {cfg.train.learners} learner(s)...")
     # Ctrl-C / SIGTERM: finish the step in flight, checkpoint it, shut down; a second one: stop at once
     with interrupts(cluster, cfg.train.stop_wait_s) as stops:
         try:
@@ -100,6 +103,8 @@ def session(cfg: RunConfig, resumed_at: int | None = None) -> Iterator[Session]:
                 ctx = Context(cfg, cluster.workers, cluster.learner, scorer, tokenizer=load_tokenizer(cfg))
                 cluster.ready()
                 ctx.pusher = open_pusher(cfg, cluster)
+                if console is not None:
+                    console.print(f"ready in {time.perf_counter() - started:.0f} s")
                 (run_dir / "placement.json").write_text(json.dumps(cluster.where(), indent=2))
                 yield Session(run_dir, ctx, log, memory, cluster, stops)
         finally:
@@ -120,7 +125,7 @@ def train(cfg: RunConfig, console=None, resume: bool = False) -> RunSummary:
     restored = restore_point(cfg, console) if resume else None
     if restored is not None and _finished(cfg, restored[1]["step"]):
         return _already_done(cfg, console)
-    with session(cfg, None if restored is None else restored[1]["step"]) as run:
+    with session(cfg, None if restored is None else restored[1]["step"], console) as run:
         stream = problem_stream(cfg, run.ctx.retired)
         if restored is not None:
             _restore(run, stream, summary, *restored, console)
