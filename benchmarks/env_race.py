@@ -41,15 +41,16 @@ def model_dir() -> str:
 
     from rlreason.models.tiny import default_model_path
 
-    tmp = Path(tempfile.mkdtemp(dir=CACHE.parent if CACHE.parent.exists() else None))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=CACHE))
     shutil.copytree(default_model_path(), tmp / "m")
     config = json.loads((tmp / "m" / "config.json").read_text())
     (tmp / "m" / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
     tokenizer = AutoTokenizer.from_pretrained(tmp / "m")
     tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
     tokenizer.save_pretrained(tmp / "m")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(tmp / "m"), out)
+    (tmp / "m").rename(out)
+    tmp.rmdir()
     return str(out)
 
 

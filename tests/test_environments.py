@@ -66,3 +66,18 @@ def test_guess_answers_higher_lower_and_ends_on_the_secret():
     assert found.done and found.reward == 1.0
     # the worked transcript is a binary search that ends on the secret; only the model's guesses are its own
     assert transcript[-1] == (f"{secret}?", True) and all(not own for _, own in transcript[1::2])
+
+
+def test_python_tool_runs_blocks_in_the_sandbox_and_answers_with_their_output_or_error():
+    from rlreason.envs.python_tool import PythonTool
+    from rlreason.types import Problem
+
+    env = PythonTool(timeout_s=1.0)
+    assert "```python" in env.reset(Problem("p", "What is 16 - 3 - 4?", "9", "math_answer"))
+    ran = env.step("Let me compute.\n```python\nprint(16 - 3 - 4)\n```\n")
+    assert ran.observation == "```output\n9\n```\n" and (ran.tool_calls, ran.tool_errors) == (1, 0) and not ran.done
+    for code, said in [("raise ValueError('no')", "ValueError: no"), ("x = 1", "printed nothing"),
+                       ("while True: pass", "timed out")]:
+        step = env.step(f"```python\n{code}\n```\n")
+        assert said in step.observation and (step.tool_calls, step.tool_errors) == (1, 1), (code, step.observation)
+    assert env.step("So the answer is \\boxed{9}.").done  # no block: the final answer, for the verifier

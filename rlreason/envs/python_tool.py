@@ -44,7 +44,7 @@ def run_python(code: str, timeout_s: float = 10.0, max_chars: int = 1000) -> tup
     except CandidateRaised as e:
         return (str(e).strip().splitlines() or ["error"])[-1][:max_chars], False
     except SandboxError as e:
-        return ("timed out" if "time" in str(e).lower() else str(e).splitlines()[0])[:max_chars], False
+        return (str(e).splitlines() or ["error"])[0][:max_chars], False  # ("timed out", "program exited", ...)
     if not printed.strip():
         return "(the program printed nothing: print what you need)", False
     return printed[:max_chars], True
