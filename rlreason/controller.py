@@ -170,7 +170,8 @@ def score(ctx: Context, generated: list[tuple[Problem, list]]) -> list[ScoredGro
 def sampling_spec(cfg: RunConfig, n: int, temperature: float | None = None) -> SamplingSpec:
     """``n`` samples per problem at the recipe's settings (an episode: its ``env`` limits and shaping)."""
     r, e = cfg.rollout, cfg.env
-    episode = EpisodeSpec(e.max_turns, e.max_tokens, e.limit_reward, e.turn_penalty, e.tool_call_penalty, e.discount)
+    episode = EpisodeSpec(e.max_turns, e.max_tokens, e.limit_reward, e.turn_penalty, e.tool_call_penalty, e.discount,
+                          e.timeout_s, e.endpoint_host)
     return SamplingSpec(n, r.max_tokens, r.temperature if temperature is None else temperature, r.top_p,
                         ignore_eos=r.ignore_eos, episode=episode)
 

@@ -152,7 +152,7 @@ class EpisodeRewards:
             episode = completion.episode
             if episode is not None and episode.failed:
                 out[i] = VerifyResult(0.0, {"reason": "episode failed"}, error=f"environment: {episode.error}")
-            elif problem.verifier == ENV_REWARD:
+            elif problem.verifier == ENV_REWARD or (episode is not None and episode.scored):
                 out[i] = episode_result(episode)
             else:
                 rest.append(i)

@@ -56,6 +56,7 @@ class Episode:
     error: str | None = None  # an environment that raised: the episode failed (never trained as a 0-reward row)
     env_s: float = 0.0  # seconds spent in the environment (reset, steps, tools)
     gen_s: float = 0.0  # seconds spent generating its turns' batches (shared with the batch's other episodes)
+    scored: bool = False  # its reward is final: no verifier judges it (an agent program that returned a number)
 
     @property
     def failed(self) -> bool:
@@ -78,6 +79,8 @@ class Completion:
     text: str  # the model's own text (an episode: its turns joined; the environment's never)
     mask: list[int] | None = None  # None: every completion token was sampled
     episode: Episode | None = None
+    # more rows of the same sample (an agent's calls that do not extend this row): trained with its advantage
+    extra_rows: tuple["Completion", ...] = ()
 
     @property
     def sampled(self) -> int:
@@ -135,15 +138,16 @@ class TrainBatch:
     group_ids: "torch.Tensor"  # [B] long
     policy_version: "torch.Tensor"  # [B] long, the weights version that sampled each row
     baseline_rewards: "torch.Tensor | None" = None  # [B] reward of the prompt's greedy completion (ReMax)
+    sample_ids: "torch.Tensor | None" = None  # [B] long: rows of one sample share it (None: a row per sample)
 
     def __post_init__(self) -> None:
         b, t = self.input_ids.shape
         for name in ("attention_mask", "loss_mask", "rollout_logprobs"):
             shape = tuple(getattr(self, name).shape)
             assert shape == (b, t), f"TrainBatch.{name} has shape {shape}, expected {(b, t)}"
-        for name in ("rewards", "group_ids", "policy_version", "baseline_rewards"):
+        for name in ("rewards", "group_ids", "policy_version", "baseline_rewards", "sample_ids"):
             value = getattr(self, name)
-            shape = None if value is None and name == "baseline_rewards" else tuple(value.shape)
+            shape = None if value is None and name in ("baseline_rewards", "sample_ids") else tuple(value.shape)
             assert shape in ((b,), None), f"TrainBatch.{name} has shape {shape}, expected {(b,)}"
 
     @property

@@ -48,6 +48,8 @@ class EnvTaskSpec(Section):
                 VERIFIERS.get(self.verifier)
         except UnknownNameError as e:
             raise ValueError(str(e)) from None
+        if hasattr(env, "check"):  # the environment's own check of its config (an agent program that imports)
+            env.check(dict(self.config))
         if self.data is None and not hasattr(env, "sample"):
             raise ValueError(f"env {self.env!r} has no problems of its own: give data: TASK")
         known = TASKS.get(self.task_name) if self.task_name in TASKS.names() else None

@@ -19,7 +19,7 @@ import torch
 from rlreason.process_info import ActorInfo
 from rlreason.algorithms import LossInputs, get_algorithm
 from rlreason.algorithms.common import effective_sample_size, kl_penalty, masked_mean
-from rlreason.batching import advantage_inputs, step_counts
+from rlreason.batching import advantage_inputs, sample_advantages, step_counts
 from rlreason.recipe import RunConfig
 from rlreason.learner.es_mean import ESMean
 from rlreason.learner.attention import fit_attention
@@ -250,7 +250,7 @@ class Learner(ActorInfo, WeightSender, ESMean):
             kl = kl_penalty(old, ref, getattr(algo, "kl_estimator", "k1"))
             metrics["kl_in_reward"] = masked_mean(kl, batch.loss_mask)
         inputs = advantage_inputs(batch, algo, kl=kl, values=old_values)
-        advantages = self.spec.advantage(inputs, algo).float()
+        advantages = sample_advantages(batch, inputs, self.spec.advantage, algo).float()
         returns = self.spec.value_targets(inputs, algo) if self.critic is not None else None
         metrics.update(advantage_abs_mean=masked_mean(advantages.abs(), batch.loss_mask))
         if not (need_old or algo.kl_in_reward):

@@ -259,6 +259,9 @@ class EnvConfig(Section):
         "zero-reward row (it would bias the group's baseline): dropped, or sampled again once")
     max_failed_frac: float = Field(0.5, gt=0.0, le=1.0, description="stop the run when more than this share of a "
                                    "step's episodes failed")
+    timeout_s: float = Field(600.0, gt=0.0, description="an agent program's episode fails past this many seconds")
+    endpoint_host: str = Field("127.0.0.1", description="where the agents' OpenAI-compatible endpoint listens "
+                               "(loopback; 0.0.0.0 serves agents on other machines)")
 
 
 class RayConfig(Section):

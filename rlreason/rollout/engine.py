@@ -102,6 +102,7 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
         self._delta = None  # the chat template's renderer of environment messages (made on first use)
+        self._endpoint = None  # the agents' OpenAI-compatible endpoint (rlreason.rollout.agent_episodes)
         self.adapters = None
         if lora_rank is not None:
             from rlreason.rollout.adapters import AdapterVersions
@@ -258,6 +259,10 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         self.restarted = False
 
     def close(self) -> None:
-        """Release what lives outside the process (the adapter versions on tmpfs)."""
+        """Release what lives outside the process (the adapter versions on tmpfs, the agents' endpoint)."""
         if self.adapters is not None:
             self.adapters.close()
+        if getattr(self, "_endpoint", None) is not None:
+            self._endpoint.shutdown()
+            self._agents.shutdown()
+            self._endpoint = None

@@ -31,6 +31,8 @@ class EpisodeSpec:
     turn_penalty: float = 0.0  # subtracted per model turn after the first
     tool_call_penalty: float = 0.0  # subtracted per tool call
     discount: float = 1.0  # the reward times discount ** (model turns - 1)
+    timeout_s: float = 600.0  # an agent program's episode (rlreason.envs.agent)
+    endpoint_host: str = "127.0.0.1"  # where the agents' OpenAI-compatible endpoint listens
 
 
 @dataclass
@@ -116,18 +118,23 @@ def first_prompt(engine, problem: Problem, observation) -> list[int]:
     return list(engine.tokenizer.encode(observation))
 
 
+def shaped_reward(reward: float | None, turns: list[Turn], spec: EpisodeSpec) -> float | None:
+    """The reward after the recipe's per-turn and per-tool-call penalties and its discount."""
+    if reward is None:
+        return None
+    model_turns = sum(t.role == "assistant" for t in turns)
+    reward -= spec.turn_penalty * max(0, model_turns - 1) + spec.tool_call_penalty * sum(t.tool_calls for t in turns)
+    return reward * spec.discount ** max(0, model_turns - 1)
+
+
 def episode_completion(live: Live, version: int, spec: EpisodeSpec, gen_s: float) -> Completion:
     """The finished episode as one training row: its reward after the recipe's penalties and discount."""
-    model_turns = sum(t.role == "assistant" for t in live.turns)
     reward = live.reward
     if reward is None and live.reason != "failed":
         reward = spec.limit_reward
-    if reward is not None:
-        reward -= spec.turn_penalty * max(0, model_turns - 1) + spec.tool_call_penalty * sum(
-            t.tool_calls for t in live.turns)
-        reward *= spec.discount ** max(0, model_turns - 1)
-    episode = Episode(env=live.name, turns=live.turns, reason=live.reason or "done", reward=reward,
-                      solved=live.solved, error=live.error, env_s=live.env_s, gen_s=gen_s)
+    episode = Episode(env=live.name, turns=live.turns, reason=live.reason or "done",
+                      reward=shaped_reward(reward, live.turns, spec), solved=live.solved, error=live.error,
+                      env_s=live.env_s, gen_s=gen_s)
     return Completion(problem_id=live.problem.id, prompt_ids=live.prompt, completion_ids=live.ids,
                       logprobs=live.logprobs, finish_reason=live.finish, policy_version=version,
                       text="".join(live.texts), mask=live.mask, episode=episode)
@@ -163,6 +170,7 @@ class Request:
     problem: Problem
     live: Live | None = None
     group: list[Live] | None = None  # a group's episodes sharing their first turn (one request of n samples)
+    call: tuple | None = None  # an agent's request (rlreason.rollout.agent_episodes)
 
 
 def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: list[int] | None
@@ -171,29 +179,45 @@ def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: l
     spec = sampling.episode or EpisodeSpec()
     groups: list[list] = [[] for _ in problems]
     lives: dict[int, list[Live]] = {}
-    requests = []
+    requests, agents = [], None
     for i, problem in enumerate(problems):
         seed = None if seeds is None else seeds[i]
         if "env" not in problem.meta:
             requests.append(Request(engine._prompt_ids(problem), engine.params(sampling, seed), lora_requests[i], i,
                                     problem))
             continue
+        if _is_agent(problem):
+            if agents is None:
+                from rlreason.rollout.agent_episodes import Session
+
+                agents = Session(engine, sampling, spec, seeds)
+            agents.start(i, problem, sampling.n, lora_requests[i])
+            continue
         lives[i] = start(engine, problem, sampling.n)
         ready = [live for live in lives[i] if live.reason is None]
         if ready:  # their first observations are one prompt: one request samples all their first turns
             requests.append(Request(ready[0].prompt, None, lora_requests[i], i, problem, group=ready))
-    gen_s = _play(engine, requests, sampling, spec, seeds, groups)
+    gen_s = _play(engine, requests, sampling, spec, seeds, groups, agents)
     for i, group in lives.items():
         groups[i] = [episode_completion(live, engine.version, spec, gen_s) for live in group]
+    for i in (agents.by_index if agents is not None else ()):
+        groups[i] = agents.completions(i, gen_s)
     return groups
 
 
-def _play(engine, requests: list[Request], sampling, spec: EpisodeSpec, seeds, groups: list[list]) -> float:
+def _is_agent(problem: Problem) -> bool:
+    from rlreason.envs import get_environment
+
+    return bool(getattr(get_environment(problem.meta["env"]["name"]), "program", False))
+
+
+def _play(engine, requests: list[Request], sampling, spec: EpisodeSpec, seeds, groups: list[list],
+          agents=None) -> float:
     """Every request until every episode has ended, continuously: an episode whose turn finished is given the
     environment's answer and its next turn joins the engine's running batch at once (no barrier between turns, no
-    call per turn). A group's shared first turn (no environment) goes straight into ``groups``. Returns the seconds
-    spent in the engine. (vLLM's ``LLM.generate`` is add-requests-then-step-until-done; here the loop adds the next
-    turns as it steps.)"""
+    call per turn); so do the requests agent programs send to the endpoint (``agents``). A group's shared first
+    turn (no environment) goes straight into ``groups``. Returns the seconds spent in the engine. (vLLM's
+    ``LLM.generate`` is add-requests-then-step-until-done; here the loop adds the next turns as it steps.)"""
     llm, pending, gen_s = engine.llm, {}, 0.0
 
     def submit(batch: list[Request]) -> None:
@@ -206,34 +230,49 @@ def _play(engine, requests: list[Request], sampling, spec: EpisodeSpec, seeds, g
                 turn = sum(t.role == "assistant" for t in r.live.turns)
                 seed = None if seeds is None else seeds[r.index] + r.live.sample + turn * 1_000_003
                 r.params = engine.turn_params(sampling, r.live.env, _room(engine, r.live, sampling, spec), seed)
+        if not batch:
+            return
         ids = llm._add_completion_requests([{"prompt_token_ids": r.ids} for r in batch], [r.params for r in batch],
                                            use_tqdm=False, lora_request=[r.lora for r in batch])
         pending.update((rid.rsplit("-", 1)[0], r) for rid, r in zip(ids, batch))  # (outputs carry the external id)
 
     try:
         submit(requests)
-        while pending:
-            began = time.perf_counter()
-            outputs = llm.llm_engine.step()
-            gen_s += time.perf_counter() - began
-            following = []
-            for out in outputs:
-                if not out.finished:
-                    continue
-                r = pending.pop(out.request_id)
-                if r.live is None and r.group is None:
-                    groups[r.index] = [engine._completion(r.problem, out.prompt_token_ids, o) for o in out.outputs]
-                    continue
-                for live, o in zip(r.group or [r.live], out.outputs):
-                    if _turn(engine, live, o, spec):
-                        following.append(Request(live.prompt + live.ids, None, r.lora, r.index, r.problem, live))
-            if following:
-                submit(following)
+        while pending or (agents is not None and agents.running):
+            if agents is not None:
+                submit(agents.requests(wait=not pending))
+            if pending:
+                began = time.perf_counter()
+                outputs = llm.llm_engine.step()
+                gen_s += time.perf_counter() - began
+                submit(_finished(engine, outputs, pending, spec, groups, agents))
+            if agents is not None:
+                agents.reap()
     except BaseException:
         if pending:  # (the engine serves later calls: nothing of this one may stay queued in it)
             llm.llm_engine.abort_request(list(pending))
+        if agents is not None:
+            agents.abort()
         raise
     return gen_s
+
+
+def _finished(engine, outputs, pending: dict, spec: EpisodeSpec, groups: list[list], agents) -> list[Request]:
+    """Handle the requests that finished in a step; the episodes' next turns."""
+    following = []
+    for out in outputs:
+        if not out.finished:
+            continue
+        r = pending.pop(out.request_id)
+        if r.call is not None:
+            agents.finish(r, out.outputs[0])
+        elif r.live is None and r.group is None:
+            groups[r.index] = [engine._completion(r.problem, out.prompt_token_ids, o) for o in out.outputs]
+        else:
+            for live, o in zip(r.group or [r.live], out.outputs):
+                if _turn(engine, live, o, spec):
+                    following.append(Request(live.prompt + live.ids, None, r.lora, r.index, r.problem, live))
+    return following
 
 
 def _room(engine, live: Live, sampling, spec: EpisodeSpec) -> int:

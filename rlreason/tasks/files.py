@@ -92,6 +92,10 @@ def inline_data_tasks(values: dict) -> dict:
             continue
         names = []
         for entry in entries:
+            if isinstance(entry, dict) and "agent" in entry:
+                from rlreason.envs.agent import AgentProgram
+
+                entry = AgentProgram.entry(entry)
             if isinstance(entry, dict):
                 target = moved["envs" if "env" in entry else "data"]
                 if entry not in target:

@@ -1,0 +1,246 @@
+"""Agent episodes inside the episode loop: an agent program (``rlreason.envs.agent``) runs per sample against the
+engine's OpenAI-compatible endpoint, and each of its requests joins the engine's running batch like an
+environment's next turn (no second rollout path).
+
+Every call is recorded (prompt ids, sampled ids, logprobs, policy version). When the episode ends its calls join into
+training rows, tinker-cookbook style: a call whose prompt extends an earlier row (the row's tokens, then what the
+agent added) continues that row, its added tokens masked as context; any other call starts a row. The rows of one
+episode share its reward (``Completion.extra_rows``; the learner gives them the episode's advantage).
+
+An episode fails (counted, never trained; see ``rlreason.episode_groups``) when its program raises, returns
+neither a number nor text, never calls the model, or runs past ``env.timeout_s``. A request that reaches a limit
+(the context, ``env.max_tokens``, ``env.max_turns``) is answered with HTTP 400 and ends the episode with that
+limit's reason, however the program takes the refusal.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from rlreason.rollout import agent_calls
+from rlreason.rollout.agent_calls import BadRequest, Prior, Rendered, Sampled
+from rlreason.rollout.endpoint import Agents, Endpoint, error
+from rlreason.types import Completion, Episode, Problem, Turn
+
+
+@dataclass
+class AgentLive:
+    """One agent episode under way."""
+
+    problem: Problem
+    index: int
+    sample: int
+    eid: str
+    lora: object
+    began: float
+    future: object = None
+    calls: list[tuple[Rendered, Sampled]] = field(default_factory=list)
+    prior: dict[str, Prior] = field(default_factory=dict)
+    reason: str | None = None
+    error: str | None = None
+    limit: str | None = None  # a limit one of its requests reached
+    result: object = None
+
+    @property
+    def sampled(self) -> int:
+        return sum(len(s.ids) for _, s in self.calls)
+
+
+def _first_line(e: BaseException) -> str:
+    return (f"{type(e).__name__}: {e}".strip().splitlines() or ["error"])[0][:300]
+
+
+def endpoint_of(engine, host: str) -> tuple[Endpoint, Agents]:
+    """The engine's endpoint and agent runner, started on first use (they serve every later call)."""
+    if getattr(engine, "_endpoint", None) is None:
+        engine._endpoint, engine._agents = Endpoint(host), Agents()
+    return engine._endpoint, engine._agents
+
+
+class Session:
+    """The agent episodes of one ``generate`` call."""
+
+    def __init__(self, engine, sampling, spec, seeds) -> None:
+        self.engine, self.sampling, self.spec, self.seeds = engine, sampling, spec, seeds
+        self.endpoint, self.agents = endpoint_of(engine, spec.endpoint_host)
+        self.lives: dict[str, AgentLive] = {}
+        self.by_index: dict[int, list[AgentLive]] = {}
+
+    def start(self, index: int, problem: Problem, n: int, lora) -> None:
+        from rlreason.envs.agent import program_of
+
+        spec = problem.meta["env"]
+        out = self.by_index.setdefault(index, [])
+        for _ in range(n):
+            live = AgentLive(problem, index, len(out), uuid.uuid4().hex, lora, time.monotonic())
+            out.append(live)
+            try:
+                program = program_of(spec.get("config", {}))
+            except Exception as e:  # noqa: BLE001 - fails its episode, not the call
+                self._end(live, "failed", f"agent: {_first_line(e)}")
+                continue
+            self.lives[live.eid] = live
+            self.endpoint.open(live.eid)
+            live.future = self.agents.start(program, problem, self.endpoint.url(live.eid), self.endpoint.key,
+                                            self.spec.timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.lives)
+
+    def requests(self, wait: bool) -> list:
+        """The calls waiting at the endpoint as requests of the turn's batch (``wait``: block briefly for one)."""
+        from rlreason.rollout.episodes import Request
+
+        out = []
+        while True:
+            try:
+                call = self.endpoint.inbox.get(timeout=0.005) if wait and not out else self.endpoint.inbox.get_nowait()
+            except queue.Empty:
+                return out
+            live = self.lives.get(call.episode)
+            if live is None:
+                call.answer(*error(409, "the episode has ended"))
+                continue
+            try:
+                rendered = agent_calls.render(self.engine, call.kind, call.body, live.prior.get(call.kind))
+                params = self._params(live, rendered)
+            except BadRequest as e:
+                call.answer(*error(400, str(e)))
+                continue
+            out.append(Request(rendered.ids, params, live.lora, live.index, live.problem, call=(live, rendered, call)))
+
+    def _params(self, live: AgentLive, rendered: Rendered):
+        """The call's sampling parameters; a call past a limit ends the episode (``BadRequest``)."""
+        spec, engine = self.spec, self.engine
+        room = engine.max_model_len - len(rendered.ids) - 1
+        limit, reason = min(self.sampling.max_tokens, rendered.max_tokens or self.sampling.max_tokens), "context"
+        if spec.max_tokens is not None and spec.max_tokens - live.sampled < min(room, limit):
+            room, reason = spec.max_tokens - live.sampled, "max_tokens"
+        if len(live.calls) >= spec.max_turns:
+            room, reason = 0, "max_turns"
+        if room < 1:
+            live.limit = live.limit or reason
+            raise BadRequest(f"the episode reached its limit ({reason}): no more model calls")
+        seed = None
+        if self.seeds is not None:
+            seed = self.seeds[live.index] + live.sample + len(live.calls) * 1_000_003
+        return engine._vllm.SamplingParams(
+            n=1, max_tokens=min(limit, room), temperature=self.sampling.temperature, top_p=self.sampling.top_p,
+            top_k=-1, logprobs=0, seed=seed, stop=rendered.stop or None, flat_logprobs=True)
+
+    def finish(self, request, output) -> None:
+        """Record the call's sample and answer the agent."""
+        live, rendered, call = request.call
+        ids = list(output.token_ids)
+        stop = output.stop_reason if isinstance(output.stop_reason, str) else None
+        sampled = Sampled(ids, self.engine.logprobs_of(output, ids), output.text, stop,
+                          output.finish_reason or "length", output.finish_reason == "stop" and output.stop_reason
+                          is None, self.engine.version)
+        if rendered.logprobs:
+            sampled.tokens = self.engine.tokenizer.convert_ids_to_tokens(ids)
+        if live.reason is not None:
+            call.answer(*error(409, "the episode has ended"))
+            return
+        live.calls.append((rendered, sampled))
+        body, key = agent_calls.response(rendered, sampled)
+        if key is not None:
+            live.prior[rendered.kind] = Prior(key, rendered.ids + ids, sampled.eos)
+        call.answer(200, body)
+
+    def reap(self) -> None:
+        """End the episodes whose program returned, raised or overran."""
+        now = time.monotonic()
+        for live in list(self.lives.values()):
+            if live.future.done():
+                self._settle(live)
+            elif now - live.began > self.spec.timeout_s:
+                self.agents.stop(live.future)
+                self._end(live, "failed", f"agent: timed out after {self.spec.timeout_s:g} s (env.timeout_s)")
+
+    def _settle(self, live: AgentLive) -> None:
+        try:
+            result = live.future.result()
+        except BaseException as e:  # noqa: BLE001 - the program's failure fails its episode
+            if live.limit is not None:
+                return self._end(live, live.limit)
+            return self._end(live, "failed", f"agent: {_first_line(e)}")
+        if not live.calls:
+            return self._end(live, "failed", "agent: the program never called the model")
+        if isinstance(result, bool) or not isinstance(result, (int, float, str)):
+            return self._end(live, "failed", f"agent: the program returned {type(result).__name__}: return a "
+                             "reward (a number) or its final answer (text)")
+        live.result = result
+        self._end(live, live.limit or "done")
+
+    def _end(self, live: AgentLive, reason: str, error_text: str | None = None) -> None:
+        live.reason, live.error = reason, error_text
+        self.endpoint.close(live.eid)
+        self.lives.pop(live.eid, None)
+
+    def abort(self) -> None:
+        for live in list(self.lives.values()):
+            self.agents.stop(live.future)
+            self._end(live, "failed", "agent: the call was interrupted")
+
+    def completions(self, index: int, gen_s: float) -> list[Completion]:
+        return [_completion(live, self.engine, self.spec, gen_s) for live in self.by_index.get(index, [])]
+
+
+def _rows(calls: list[tuple[Rendered, Sampled]]) -> list[dict]:
+    """The calls joined into rows: a call extending a row's tokens continues it (what it added: context)."""
+    rows: list[dict] = []
+    for rendered, sampled in calls:
+        prompt = rendered.ids
+        for row in reversed(rows):
+            n = len(row["prompt"]) + len(row["ids"])
+            if len(prompt) >= n and prompt[len(row["prompt"]):n] == row["ids"] and prompt[:len(row["prompt"])] \
+                    == row["prompt"]:
+                added = prompt[n:]
+                row["ids"] += added + sampled.ids
+                row["logprobs"] += [0.0] * len(added) + sampled.logprobs
+                row["mask"] += [0] * len(added) + [1] * len(sampled.ids)
+                row["version"] = min(row["version"], sampled.version)
+                break
+        else:
+            rows.append({"prompt": list(prompt), "ids": list(sampled.ids), "logprobs": list(sampled.logprobs),
+                         "mask": [1] * len(sampled.ids), "version": sampled.version, "finish": sampled.finish})
+        rows[-1]["finish"] = sampled.finish
+    return rows
+
+
+def _turns(live: AgentLive, tokenizer) -> list[Turn]:
+    turns = []
+    for rendered, sampled in live.calls:
+        if rendered.extends:
+            turns.append(Turn("user", "", 0))
+        calls = len(agent_calls.tool_calls(sampled.text)[1]) if rendered.tools else 0
+        turns.append(Turn("assistant", sampled.text, len(sampled.ids), tool_calls=calls))
+    return turns
+
+
+def _completion(live: AgentLive, engine, spec, gen_s: float) -> Completion:
+    from rlreason.rollout.episodes import shaped_reward
+
+    turns = _turns(live, engine.tokenizer)
+    scored = isinstance(live.result, (int, float))
+    reward = float(live.result) if scored else None
+    if live.reason not in ("done", "failed") and reward is None:
+        reward, scored = spec.limit_reward, True
+    reward = shaped_reward(reward, turns, spec)
+    episode = Episode(env="agent", turns=turns, reason=live.reason or "failed", reward=reward, error=live.error,
+                      env_s=time.monotonic() - live.began, gen_s=gen_s, scored=scored)
+    rows = _rows(live.calls) or [{"prompt": [], "ids": [], "logprobs": [], "mask": [], "version": engine.version,
+                                  "finish": "stop"}]
+    text = live.result if isinstance(live.result, str) else (live.calls[-1][1].text if live.calls else "")
+    made = [Completion(problem_id=live.problem.id, prompt_ids=r["prompt"], completion_ids=r["ids"],
+                       logprobs=r["logprobs"], finish_reason=r["finish"], policy_version=r["version"], text=text,
+                       mask=r["mask"], episode=episode) for r in rows]
+    if len(made) == 1:
+        return made[0]
+    import dataclasses
+
+    return dataclasses.replace(made[0], extra_rows=tuple(made[1:]))
