@@ -122,11 +122,11 @@ def test_calls_that_do_not_extend_each_other_are_rows_sharing_their_samples_adva
 
 def test_requests_are_checked_and_tool_calls_parsed(engine):
     with pytest.raises(BadRequest, match="messages must be a non-empty list"):
-        render(engine, "chat", {"messages": []}, None)
+        render(engine, "chat", {"messages": []}, [])
     with pytest.raises(BadRequest, match=r"prompt token ids must lie in \[0, "):
-        render(engine, "completion", {"prompt": [0, 10**7]}, None)
+        render(engine, "completion", {"prompt": [0, 10**7]}, [])
     with pytest.raises(BadRequest, match="max_tokens must be a positive integer"):
-        render(engine, "completion", {"prompt": "x", "max_tokens": 0}, None)
+        render(engine, "completion", {"prompt": "x", "max_tokens": 0}, [])
     text = 'Let me add.<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
     content, calls = tool_calls(text)
     assert content == "Let me add." and calls[0]["function"] == {"name": "add", "arguments": '{"a": 1, "b": 2}'}
@@ -145,3 +145,15 @@ def test_a_recipe_trains_an_agent_from_the_command_line(tmp_path):
     steps = [x for x in lines if x["kind"] == "train"]
     assert len(steps) == 2 and all(s["episode_turns"] == 3 and s["context_tokens"] > 0 for s in steps)
     assert all(s["logprob_mismatch"] < 1e-3 for s in steps)
+
+
+def test_two_seats_of_one_episode_are_samples_of_their_own_with_zero_sum_rewards(engine):
+    problems = _agent(get_task("calculator").eval_problems(2), "two_seats")
+    groups = engine.generate(problems, SamplingSpec(2, 6, episode=EpisodeSpec(timeout_s=60)))
+    for group in groups:
+        assert [c.episode.env for c in group] == ["agent:a", "agent:b"] * 2
+        assert [c.episode.reward for c in group] == [1.0, -1.0] * 2 and all(c.episode.scored for c in group)
+        for c in group:  # each seat's two calls joined into one row, though the seats' calls interleaved
+            assert not c.extra_rows and [t.role for t in c.episode.turns] == ["assistant", "user", "assistant"]
+            again = engine.sequence_logprobs(c.prompt_ids, c.completion_ids)
+            assert max(abs(a - b) for a, b, m in zip(again, c.logprobs, c.mask) if m) < 1e-3

@@ -69,3 +69,11 @@ class AgentProgram(Environment):
         name = entry.pop("name", None) or str(ref).replace(":", "_").replace(".", "_") + (
             f"_{entry['data']}" if entry.get("data") else "")
         return {**entry, "env": "agent", "name": name, "config": {**entry.get("config", {}), "run": ref}}
+
+
+def seat(client, name: str):
+    """The program's ``client`` for one actor (a seat of a game played by the policy against itself): that actor's
+    calls are a sample of their own, rewarded by the program returning ``{name: reward, ...}``."""
+    from rlreason.rollout.endpoint import ACTOR
+
+    return client.with_options(default_headers={ACTOR: name})

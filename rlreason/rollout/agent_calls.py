@@ -53,6 +53,7 @@ class Rendered:
     prompt_text: str | None = None
     extends: bool = False  # whether it reused the previous call's tokens
     model: str = "policy"
+    actor: str = ""  # whose call (a seat of a game): each actor's calls are its own sample
 
 
 def _content(message: dict) -> str:
@@ -87,8 +88,19 @@ def _limits(body: dict) -> tuple[int | None, list[str]]:
     return limit, stop
 
 
-def render(engine, kind: str, body: dict, prior: Prior | None) -> Rendered:
-    """The request's prompt ids (reusing ``prior``'s when the request extends it); ``BadRequest`` if malformed."""
+def _extended(kind: str, priors: list[Prior], normal: list | None, prompt) -> Prior | None:
+    """The latest earlier call this request extends (conversations may interleave: two seats of a game)."""
+    for prior in reversed(priors):
+        if kind == "chat" and len(normal) > len(prior.key) and tuple(normal[:len(prior.key)]) == prior.key:
+            return prior
+        if kind == "completion" and isinstance(prompt, str) and prompt.startswith(prior.key):
+            return prior
+    return None
+
+
+def render(engine, kind: str, body: dict, priors: list[Prior]) -> Rendered:
+    """The request's prompt ids (reusing an earlier call's when the request extends it); ``BadRequest`` if
+    malformed."""
     limit, stop = _limits(body)
     logprobs = bool(body.get("logprobs"))
     model = str(body.get("model", "policy"))
@@ -98,7 +110,8 @@ def render(engine, kind: str, body: dict, prior: Prior | None) -> Rendered:
             raise BadRequest("messages must be a non-empty list")
         normal = [_normal(m) for m in messages]
         tools = body.get("tools") or None
-        if prior is not None and len(normal) > len(prior.key) and tuple(normal[:len(prior.key)]) == prior.key:
+        prior = _extended(kind, priors, normal, None)
+        if prior is not None:
             added = [{**m, "content": _content(m)} for m in messages[len(prior.key):]]
             ids = prior.ids + observation_ids(engine.tokenizer, _delta(engine), added, "user", prior.eos)
             return Rendered(kind, ids, limit, stop, bool(tools), logprobs, normal, extends=True, model=model)
@@ -114,7 +127,8 @@ def render(engine, kind: str, body: dict, prior: Prior | None) -> Rendered:
         return Rendered(kind, list(prompt), limit, stop, False, logprobs, model=model)
     if not isinstance(prompt, str) or not prompt:
         raise BadRequest("prompt must be a non-empty string or a list of token ids")
-    if prior is not None and prompt.startswith(prior.key):
+    prior = _extended(kind, priors, None, prompt)
+    if prior is not None:
         added = engine.tokenizer.encode(prompt[len(prior.key):], add_special_tokens=False)
         return Rendered(kind, prior.ids + list(added), limit, stop, False, logprobs, prompt_text=prompt,
                         extends=True, model=model)

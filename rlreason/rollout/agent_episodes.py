@@ -15,6 +15,7 @@ limit's reason, however the program takes the refusal.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import time
 import uuid
@@ -38,7 +39,7 @@ class AgentLive:
     began: float
     future: object = None
     calls: list[tuple[Rendered, Sampled]] = field(default_factory=list)
-    prior: dict[str, Prior] = field(default_factory=dict)
+    priors: dict[str, list[Prior]] = field(default_factory=dict)  # per kind: what later calls may extend
     reason: str | None = None
     error: str | None = None
     limit: str | None = None  # a limit one of its requests reached
@@ -106,7 +107,8 @@ class Session:
                 call.answer(*error(409, "the episode has ended"))
                 continue
             try:
-                rendered = agent_calls.render(self.engine, call.kind, call.body, live.prior.get(call.kind))
+                rendered = agent_calls.render(self.engine, call.kind, call.body, live.priors.get(call.kind, []))
+                rendered.actor = call.actor
                 params = self._params(live, rendered)
             except BadRequest as e:
                 call.answer(*error(400, str(e)))
@@ -148,7 +150,7 @@ class Session:
         live.calls.append((rendered, sampled))
         body, key = agent_calls.response(rendered, sampled)
         if key is not None:
-            live.prior[rendered.kind] = Prior(key, rendered.ids + ids, sampled.eos)
+            live.priors.setdefault(rendered.kind, []).append(Prior(key, rendered.ids + ids, sampled.eos))
         call.answer(200, body)
 
     def reap(self) -> None:
@@ -170,7 +172,12 @@ class Session:
             return self._end(live, "failed", f"agent: {_first_line(e)}")
         if not live.calls:
             return self._end(live, "failed", "agent: the program never called the model")
-        if isinstance(result, bool) or not isinstance(result, (int, float, str)):
+        if isinstance(result, dict):  # a reward per actor (the seats of a game)
+            actors = {r.actor for r, _ in live.calls}
+            if set(result) != actors or not all(isinstance(v, (int, float)) for v in result.values()):
+                return self._end(live, "failed", f"agent: the program returned rewards for {sorted(result)}; its "
+                                 f"calls came from actors {sorted(actors)} (a number for each)")
+        elif isinstance(result, bool) or not isinstance(result, (int, float, str)):
             return self._end(live, "failed", f"agent: the program returned {type(result).__name__}: return a "
                              "reward (a number) or its final answer (text)")
         live.result = result
@@ -187,7 +194,14 @@ class Session:
             self._end(live, "failed", "agent: the call was interrupted")
 
     def completions(self, index: int, gen_s: float) -> list[Completion]:
-        return [_completion(live, self.engine, self.spec, gen_s) for live in self.by_index.get(index, [])]
+        """The problem's samples: one per episode, or with rewards per actor one per actor of each episode."""
+        out = []
+        for live in self.by_index.get(index, []):
+            if isinstance(live.result, dict):
+                out += [_completion(live, self.engine, self.spec, gen_s, actor) for actor in sorted(live.result)]
+            else:
+                out.append(_completion(live, self.engine, self.spec, gen_s))
+        return out
 
 
 def _rows(calls: list[tuple[Rendered, Sampled]]) -> list[dict]:
@@ -212,35 +226,34 @@ def _rows(calls: list[tuple[Rendered, Sampled]]) -> list[dict]:
     return rows
 
 
-def _turns(live: AgentLive, tokenizer) -> list[Turn]:
+def _turns(calls: list[tuple[Rendered, Sampled]]) -> list[Turn]:
     turns = []
-    for rendered, sampled in live.calls:
+    for rendered, sampled in calls:
         if rendered.extends:
             turns.append(Turn("user", "", 0))
-        calls = len(agent_calls.tool_calls(sampled.text)[1]) if rendered.tools else 0
-        turns.append(Turn("assistant", sampled.text, len(sampled.ids), tool_calls=calls))
+        tools = len(agent_calls.tool_calls(sampled.text)[1]) if rendered.tools else 0
+        turns.append(Turn("assistant", sampled.text, len(sampled.ids), tool_calls=tools))
     return turns
 
 
-def _completion(live: AgentLive, engine, spec, gen_s: float) -> Completion:
+def _completion(live: AgentLive, engine, spec, gen_s: float, actor: str | None = None) -> Completion:
+    """A sample of the episode (``actor``: one actor's calls and reward) as a row and its extra rows."""
     from rlreason.rollout.episodes import shaped_reward
 
-    turns = _turns(live, engine.tokenizer)
-    scored = isinstance(live.result, (int, float))
-    reward = float(live.result) if scored else None
+    calls = live.calls if actor is None else [(r, s) for r, s in live.calls if r.actor == actor]
+    turns = _turns(calls)
+    result = live.result if actor is None else live.result[actor]
+    scored = isinstance(result, (int, float))
+    reward = float(result) if scored else None
     if live.reason not in ("done", "failed") and reward is None:
         reward, scored = spec.limit_reward, True
-    reward = shaped_reward(reward, turns, spec)
-    episode = Episode(env="agent", turns=turns, reason=live.reason or "failed", reward=reward, error=live.error,
-                      env_s=time.monotonic() - live.began, gen_s=gen_s, scored=scored)
-    rows = _rows(live.calls) or [{"prompt": [], "ids": [], "logprobs": [], "mask": [], "version": engine.version,
-                                  "finish": "stop"}]
-    text = live.result if isinstance(live.result, str) else (live.calls[-1][1].text if live.calls else "")
+    episode = Episode(env="agent" if actor is None else f"agent:{actor}", turns=turns, reason=live.reason or "failed",
+                      reward=shaped_reward(reward, turns, spec), error=live.error, env_s=time.monotonic() - live.began,
+                      gen_s=gen_s, scored=scored)
+    rows = _rows(calls) or [{"prompt": [], "ids": [], "logprobs": [], "mask": [], "version": engine.version,
+                             "finish": "stop"}]
+    text = result if isinstance(result, str) else (calls[-1][1].text if calls else "")
     made = [Completion(problem_id=live.problem.id, prompt_ids=r["prompt"], completion_ids=r["ids"],
                        logprobs=r["logprobs"], finish_reason=r["finish"], policy_version=r["version"], text=text,
                        mask=r["mask"], episode=episode) for r in rows]
-    if len(made) == 1:
-        return made[0]
-    import dataclasses
-
-    return dataclasses.replace(made[0], extra_rows=tuple(made[1:]))
+    return dataclasses.replace(made[0], extra_rows=tuple(made[1:])) if len(made) > 1 else made[0]

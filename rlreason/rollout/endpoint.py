@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass, field
 
 KINDS = {"chat/completions": "chat", "completions": "completion"}
+ACTOR = "X-Rlreason-Actor"
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Call:
     body: dict
     loop: asyncio.AbstractEventLoop
     reply: asyncio.Future = field(repr=False)
+    actor: str = ""  # the X-Rlreason-Actor header: whose turn (a seat of a game; rlreason.envs.agent.seat)
 
     def answer(self, status: int, payload: dict) -> None:
         """Answer from any thread (the engine's)."""
@@ -132,7 +134,8 @@ class Endpoint:
         if not isinstance(body, dict):
             return self._refuse(request, 400, "the body must be a JSON object")
         loop = asyncio.get_running_loop()
-        call = Call(request.match_info["episode"], kind, body, loop, loop.create_future())
+        call = Call(request.match_info["episode"], kind, body, loop, loop.create_future(),
+                    request.headers.get(ACTOR, ""))
         self.inbox.put(call)
         status, payload = await call.reply
         return web.json_response(payload, status=status)

@@ -110,3 +110,16 @@ async def probes(client, problem):
         statuses.append(e.status_code)
     await client.completions.create(model="policy", prompt=problem.prompt, max_tokens=4)
     return 1.0
+
+
+async def two_seats(client, problem):
+    """Two actors taking turns, each with its own conversation (two calls each); zero-sum rewards."""
+    from rlreason.envs.agent import seat
+
+    seats = {name: (seat(client, name), [{"role": "user", "content": f"{name}: {problem.prompt}"}]) for name in "ab"}
+    for _ in range(2):
+        for name, (own, messages) in seats.items():
+            reply = await own.chat.completions.create(model="policy", messages=messages, max_tokens=6)
+            messages += [{"role": "assistant", "content": reply.choices[0].message.content},
+                         {"role": "user", "content": "go on\n"}]
+    return {"a": 1.0, "b": -1.0}
