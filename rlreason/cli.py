@@ -315,12 +315,12 @@ def recipes() -> None:
 def tasks() -> None:
     """List the registered tasks."""
     from rlreason.registry import load_plugins
-    from rlreason.tasks import TASKS
+    from rlreason.tasks.registry import task_listing
 
     load_plugins()  # (tasks that plugins and environments register)
 
-    for name in TASKS.names():
-        typer.echo(f"{name:12s} {TASKS.get(name).description}")
+    for name, description in task_listing():
+        typer.echo(f"{name:12s} {description}")
 
 
 @app.command()

@@ -23,6 +23,7 @@ from rlreason.rollout.recovery import on_workers
 from rlreason.rollout.weight_channel import ObjectStorePush
 from rlreason.scoring import EpisodeRewards, Scorer, score_composite
 from rlreason.tasks import get_task
+from rlreason.tasks.curriculum import observe_training
 from rlreason.types import Problem, ScoredGroup
 
 
@@ -275,6 +276,7 @@ def collect_groups(ctx: Context, problems: list[Problem], more: Callable[[int], 
         scored, failed = settle(score(ctx, generated), cfg.env.on_failure, cfg.env.max_failed_frac,
                                 lambda again: score(ctx, generate(ctx, again, sampling)))
         ctx.failed_episodes += failed
+        observe_training(scored)  # (a curriculum hears every group, also those dynamic sampling drops)
         if not cfg.algorithm.filter_zero_variance:
             return scored, gen_time, 0, tokens
         kept = [g for g in scored if len(set(g.rewards)) > 1]

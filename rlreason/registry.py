@@ -41,6 +41,8 @@ class Registry(Generic[T]):
         self._groups = _GROUPS_OF_KIND.get(kind, _ENTRY_POINT_GROUPS)  # the plugin groups its names come from
         self._items: dict[str, T] = {}
         self._imported: dict[str, T] = {}  # module:attr references resolved so far (not listed in names())
+        # prefix -> (resolve(NAME), listing()): names ``prefix:NAME`` of a family (reasoning_gym:leg_counting)
+        self._families: dict[str, tuple[Callable[[str], T], Callable[[], dict[str, str]]]] = {}
 
     def register(self, name: str, item: T | None = None,
                  replace: Callable[[T], bool] | None = None) -> Callable[[T], T] | T:
@@ -56,9 +58,19 @@ class Registry(Generic[T]):
 
         return add if item is None else add(item)
 
+    def add_family(self, prefix: str, resolve: Callable[[str], T], listing: Callable[[], dict[str, str]]) -> None:
+        """Names ``prefix:NAME`` resolve to ``resolve(NAME)`` (once per process; it raises UnknownNameError for a
+        NAME it does not know); ``listing()``: {full name: description} of the names it offers."""
+        self._families[prefix] = (resolve, listing)
+
     def names(self) -> list[str]:
         load_plugins(self._groups)
         return sorted(self._items)
+
+    def family_names(self) -> dict[str, str]:
+        """{name: description} of the names the families offer (not in ``names()``: they resolve on demand)."""
+        load_plugins(self._groups)
+        return {name: text for _, listing in self._families.values() for name, text in listing().items()}
 
     def get(self, name: str) -> T:
         load_plugins(self._groups)
@@ -67,6 +79,9 @@ class Registry(Generic[T]):
         if name in self._imported:
             return self._imported[name]
         scheme, _, rest = name.partition(":")
+        if scheme in self._families:
+            self._imported[name] = self._families[scheme][0](rest)
+            return self._imported[name]
         if scheme in self.schemes and ":" in rest:
             self._imported[name] = self.schemes[scheme](self._import(rest))
             return self._imported[name]
@@ -77,6 +92,7 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         allowed = sorted(self._items)
         close = difflib.get_close_matches(name, allowed, n=1)
+        allowed += [f"{prefix}:NAME" for prefix in self._families]
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown {self.kind} {name!r}{hint} (allowed: {', '.join(allowed)}, or module:name)"
 

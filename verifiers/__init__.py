@@ -10,4 +10,4 @@ process with a hard deadline and turns any failure into score 0 with the error r
 """
 
 from rlreason.verifiers.base import VERIFIERS, VerifyFn, get_verifier, same_answer_of, verifier  # noqa: F401
-from rlreason.verifiers import answers, code, math_equiv, python_io, shaping  # noqa: F401  (the built-ins register)
+from rlreason.verifiers import answers, code, math_equiv, python_io, reasoning_gym, shaping  # noqa: F401  (built-ins)

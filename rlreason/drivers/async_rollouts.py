@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from rlreason.controller import (Context, gathered, generate, generate_calls, learn, rollout_metrics, sampling_spec,
                                  score, step_seed, take_fitting)
 from rlreason.episode_groups import settle
+from rlreason.tasks.curriculum import observe_training
 from rlreason.rollout.recovery import Pending, collect, issue
 from rlreason.types import Problem, ScoredGroup
 
@@ -98,6 +99,7 @@ class AsyncSteps:
         settled, failed = settle(score(ctx, generated), ctx.cfg.env.on_failure, ctx.cfg.env.max_failed_frac,
                                  lambda again: score(ctx, generate(ctx, again, self.sampling)))
         ctx.failed_episodes += failed
+        observe_training(settled)  # (a curriculum hears every group, also stale and filtered ones)
         groups, info, dropped = fresh_groups(settled, self.version, k, ctx.cfg.algorithm.filter_zero_variance)
         self.stale_dropped += dropped
         tokens = sum(c.sampled for _, group in generated for c in group)

@@ -27,6 +27,8 @@ import inspect
 
 from rlreason.envs.base import Environment, environment
 
+ACTOR = "X-Rlreason-Actor"  # the request header naming the actor of a call (``seat``)
+
 
 def program_of(config: dict):
     """The agent program a task's ``config`` names (``run: module:function``); ValueError in one line."""
@@ -74,6 +76,15 @@ class AgentProgram(Environment):
 def seat(client, name: str):
     """The program's ``client`` for one actor (a seat of a game played by the policy against itself): that actor's
     calls are a sample of their own, rewarded by the program returning ``{name: reward, ...}``."""
-    from rlreason.rollout.endpoint import ACTOR
-
     return client.with_options(default_headers={ACTOR: name})
+
+
+def agent_entries(values: dict) -> dict:
+    """A recipe's ``tasks`` with every ``{agent: ...}`` entry of ``train`` / ``eval`` as its environment entry."""
+    if not isinstance(values, dict):
+        return values
+    out = dict(values)
+    for key in ("train", "eval"):
+        if isinstance(values.get(key), (list, tuple)):
+            out[key] = [AgentProgram.entry(e) if isinstance(e, dict) and "agent" in e else e for e in values[key]]
+    return out

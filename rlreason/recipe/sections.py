@@ -16,7 +16,9 @@ from pydantic import Field, PrivateAttr, SerializeAsAny, field_validator, model_
 
 from rlreason.registry import UnknownNameError
 from rlreason.section import Section
+from rlreason.envs.agent import agent_entries
 from rlreason.envs.tasks import EnvTaskSpec
+from rlreason.tasks.reasoning_gym import ReasoningGymSpec
 from rlreason.tasks.files import DataTaskSpec, inline_data_tasks
 
 EMBEDDED_MODEL = "tiny"
@@ -132,6 +134,9 @@ class TasksConfig(Section):
                                            "or eval lands here): see rlreason.tasks.files")
     envs: tuple[EnvTaskSpec, ...] = Field((), description="tasks played in an environment (an inline {env: ...} "
                                           "in train or eval lands here): see rlreason.envs.tasks")
+    reasoning_gym: tuple[ReasoningGymSpec, ...] = Field((), description="reasoning-gym datasets with a config or a "
+                                                        "curriculum (an inline {reasoning_gym: ...} in train or eval "
+                                                        "lands here): see rlreason.tasks.reasoning_gym")
     train: tuple[str, ...] = ("arithmetic",)
     weights: tuple[float, ...] | None = Field(None, description="mixing weights of the train tasks")
     eval: tuple[str, ...] = ("arithmetic",)
@@ -152,7 +157,7 @@ class TasksConfig(Section):
                                            "accuracy reaches this leaves the pool (ScaleRL's no-positive-"
                                            "resampling); None: never")
 
-    _inline = model_validator(mode="before")(classmethod(lambda cls, values: inline_data_tasks(values)))
+    _inline = model_validator(mode="before")(classmethod(lambda cls, values: inline_data_tasks(agent_entries(values))))
 
     @field_validator("verifier")
     @classmethod

@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from rlreason.rollout.episodes import observation_ids
+from rlreason.rollout.turns import observation_ids
 
 _TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
@@ -140,7 +140,7 @@ def _delta(engine):
     if not getattr(engine.tokenizer, "chat_template", None):
         return None
     if engine._delta is None:
-        from rlreason.rollout.episodes import ChatDelta
+        from rlreason.rollout.turns import ChatDelta
 
         engine._delta = ChatDelta(engine.tokenizer)
     return engine._delta

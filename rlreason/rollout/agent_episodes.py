@@ -94,7 +94,7 @@ class Session:
 
     def requests(self, wait: bool) -> list:
         """The calls waiting at the endpoint as requests of the turn's batch (``wait``: block briefly for one)."""
-        from rlreason.rollout.episodes import Request
+        from rlreason.rollout.turns import Request
 
         out = []
         while True:
@@ -238,7 +238,7 @@ def _turns(calls: list[tuple[Rendered, Sampled]]) -> list[Turn]:
 
 def _completion(live: AgentLive, engine, spec, gen_s: float, actor: str | None = None) -> Completion:
     """A sample of the episode (``actor``: one actor's calls and reward) as a row and its extra rows."""
-    from rlreason.rollout.episodes import shaped_reward
+    from rlreason.rollout.turns import shaped_reward
 
     calls = live.calls if actor is None else [(r, s) for r, s in live.calls if r.actor == actor]
     turns = _turns(calls)

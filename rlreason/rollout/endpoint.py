@@ -20,8 +20,9 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 
+from rlreason.envs.agent import ACTOR
+
 KINDS = {"chat/completions": "chat", "completions": "completion"}
-ACTOR = "X-Rlreason-Actor"
 
 
 @dataclass

@@ -7,7 +7,7 @@ yields a held-out prompt. Tasks are registered by name like algorithms and verif
 
 from __future__ import annotations
 
-from rlreason.tasks import arithmetic, programs
+from rlreason.tasks import arithmetic, programs, reasoning_gym
 from rlreason.tasks.benchmarks import BENCHMARKS
 from rlreason.tasks.registry import TASKS, get_task  # noqa: F401  (the public names)
 from rlreason.tasks.synthetic import SyntheticTask
@@ -27,3 +27,6 @@ TASKS.register("programs", SyntheticTask(
 
 for _benchmark in BENCHMARKS:
     TASKS.register(_benchmark.name, _benchmark)
+
+# reasoning_gym:NAME, for each of reasoning-gym's datasets (the package is imported when one is named)
+TASKS.add_family(reasoning_gym.PREFIX, reasoning_gym.resolve, reasoning_gym.listing)

@@ -81,26 +81,23 @@ class DataTaskSpec(Section):
 
 
 def inline_data_tasks(values: dict) -> dict:
-    """Move mapping entries of ``train`` / ``eval`` into ``data`` (your files) or ``envs`` (entries with ``env:``),
-    once per distinct entry, leaving their names."""
+    """Move mapping entries of ``train`` / ``eval`` into ``data`` (your files), ``envs`` (entries with ``env:``) or
+    ``reasoning_gym`` (entries with ``reasoning_gym:``), once per distinct entry, leaving their names."""
     if not isinstance(values, dict):
         return values
-    moved = {"data": list(values.get("data") or []), "envs": list(values.get("envs") or [])}
+    moved = {k: list(values.get(k) or []) for k in ("data", "envs", "reasoning_gym")}
     for key in ("train", "eval"):
         entries = values.get(key)
         if not isinstance(entries, (list, tuple)):
             continue
         names = []
         for entry in entries:
-            if isinstance(entry, dict) and "agent" in entry:
-                from rlreason.envs.agent import AgentProgram
-
-                entry = AgentProgram.entry(entry)
             if isinstance(entry, dict):
-                target = moved["envs" if "env" in entry else "data"]
+                target = moved["envs" if "env" in entry else "reasoning_gym" if "reasoning_gym" in entry else "data"]
                 if entry not in target:
                     target.append(entry)
                 entry = entry.get("name") or (_env_task_name(entry) if "env" in entry else
+                                              _gym_task_name(entry) if "reasoning_gym" in entry else
                                               Path(str(entry.get("data", ""))).stem.replace(".", "_"))
             names.append(entry)
         values = {**values, key: names}
@@ -109,6 +106,12 @@ def inline_data_tasks(values: dict) -> dict:
 
 def _env_task_name(entry: dict) -> str:  # (as rlreason.envs.tasks.EnvTaskSpec.task_name)
     return str(entry["env"]).replace(":", "_") + (f"_{entry['data']}" if entry.get("data") else "")
+
+
+def _gym_task_name(entry: dict) -> str:  # (as rlreason.tasks.reasoning_gym.ReasoningGymSpec.task_name)
+    from rlreason.tasks.reasoning_gym import default_name
+
+    return default_name(str(entry["reasoning_gym"]))
 
 
 def read_rows(source: str, config: str | None = None, split: str = "train") -> list[dict]:
