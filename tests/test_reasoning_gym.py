@@ -183,17 +183,21 @@ def test_the_driver_reports_every_scored_training_group_also_those_dynamic_sampl
     assert next(stream).meta["reasoning_gym"]["level"] == 1
 
 
-@pytest.mark.slow  # ~60 s: Ray, a vLLM engine and the learner start
-def test_a_recipe_trains_and_evaluates_on_a_reasoning_gym_task(tmp_path):
-    name = "reasoning_gym:spell_backward"  # short questions: the embedded model's context is 256 characters
-    train = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", "default", f"tasks.train=[{name}]",
-                            f"tasks.eval=[{name}]", "train.steps=2", "rollout.prompts_per_step=4",
-                            "rollout.group_size=2", "tasks.eval_size=4", "eval.samples=1", "rollout.max_tokens=32",
-                            "output.tensorboard=false", "name=rg"], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=600)
+def test_a_recipe_trains_three_reasoning_gym_tasks_and_the_curriculum_raises_a_level(tmp_path):
+    # short questions: the embedded model's context is 256 characters
+    (tmp_path / "rg.yaml").write_text(
+        "tasks:\n  train: [{reasoning_gym: spell_backward, name: spell, curriculum: {threshold: 0.0, window: 2}},"
+        " reasoning_gym:basic_arithmetic, reasoning_gym:lcm]\n  eval: [spell, reasoning_gym:basic_arithmetic, "
+        "reasoning_gym:lcm]\n  eval_size: 4\n"
+        "rollout: {prompts_per_step: 6, group_size: 2, max_tokens: 32}\ntrain: {steps: 2}\neval: {samples: 1}\n"
+        "output: {tensorboard: false}\nname: rg\n")
+    train = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", "rg.yaml"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
+    assert "curriculum: spell level 0 -> 1" in train.stderr
     lines = [json.loads(x) for x in (tmp_path / "runs" / "rg" / "metrics.jsonl").read_text().splitlines()]
     steps = [x for x in lines if x["kind"] == "train"]
     assert len(steps) == 2 and all(s["verifier_errors"] == 0 and s["completion_len"] > 0 for s in steps)
     after = json.loads((tmp_path / "runs" / "rg" / "summary.json").read_text())["after"]
-    assert 0.0 <= after[f"{name}/accuracy"] <= 1.0
+    for task in ("spell", "reasoning_gym:basic_arithmetic", "reasoning_gym:lcm"):  # each by its dataset's scorer
+        assert 0.0 <= after[f"{task}/accuracy"] <= 1.0

@@ -24,8 +24,8 @@ from rlreason.types import Problem, ScoredGroup
 class CurriculumSettings(Section):
     """When a task's training stream moves one difficulty level up."""
 
-    threshold: float = Field(0.7, gt=0.0, le=1.0, description="move up when the recent training accuracy reaches "
-                             "this")
+    threshold: float = Field(0.7, ge=0.0, le=1.0, description="move up when the recent training accuracy reaches "
+                             "this (0: after every window)")
     window: int = Field(64, ge=1, description="training groups (prompts) of the current level whose mean "
                         "accuracy is compared")
     start: int = Field(0, ge=0, description="the level the stream starts at (0: the easiest)")

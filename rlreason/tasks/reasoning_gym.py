@@ -20,6 +20,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import sys
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -195,8 +196,12 @@ class ReasoningGymTask:
         where = problem.meta.get("reasoning_gym", {})
         stream = self._streams.get(where.get("stream")) if "stream" in where else None
         if stream is not None and stream.window.observe(where["level"], accuracy):
+            before = stream.window.level
             if stream.curriculum.increment_global_level():
                 stream.window.level = stream.curriculum.get_max_level()
+                print(f"curriculum: {self.name} level {before} -> {stream.window.level} (training accuracy reached "
+                      f"{stream.window.settings.threshold:g} over {stream.window.settings.window} groups)",
+                      file=sys.stderr, flush=True)
 
     @property
     def has_fewshot(self) -> bool:
