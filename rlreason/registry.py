@@ -134,3 +134,23 @@ def load_plugins(groups: tuple[str, ...] = _ENTRY_POINT_GROUPS) -> None:
         importlib.import_module(group)
         for ep in entry_points(group=group):
             ep.load()
+
+
+def hand_over(name: str, path: str) -> None:
+    """A folder of this repository imported under a top-level name it shares with an installed package (our
+    ``verifiers/`` is ``rlreason.verifiers``; PyPI's ``verifiers`` is another project) hands the name over: the
+    installed package is loaded in its place. Running from the repository's root (``python -m pytest``, or a CLI
+    that puts the working directory on sys.path) then cannot shadow it."""
+    import importlib.machinery
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    elsewhere = [p for p in sys.path if os.path.abspath(p or ".") != root]
+    spec = importlib.machinery.PathFinder.find_spec(name, elsewhere)
+    if spec is None:
+        del sys.modules[name]
+        raise ModuleNotFoundError(f"No module named {name!r} is installed (this repository's {name}/ folder is "
+                                  f"rlreason.{name})", name=name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # (the import statement returns what sys.modules holds once the folder has run)
+    spec.loader.exec_module(module)

@@ -80,11 +80,22 @@ def seat(client, name: str):
 
 
 def agent_entries(values: dict) -> dict:
-    """A recipe's ``tasks`` with every ``{agent: ...}`` entry of ``train`` / ``eval`` as its environment entry."""
+    """A recipe's ``tasks`` with every ``{agent: ...}`` entry of ``train`` / ``eval`` as its environment entry, and
+    every ``{verifiers: MODULE}`` as the task ``verifiers:MODULE``."""
     if not isinstance(values, dict):
         return values
     out = dict(values)
     for key in ("train", "eval"):
         if isinstance(values.get(key), (list, tuple)):
-            out[key] = [AgentProgram.entry(e) if isinstance(e, dict) and "agent" in e else e for e in values[key]]
+            out[key] = [_entry(e) for e in values[key]]
     return out
+
+
+def _entry(entry):
+    if isinstance(entry, dict) and "agent" in entry:
+        return AgentProgram.entry(entry)
+    if isinstance(entry, dict) and "verifiers" in entry:
+        if set(entry) != {"verifiers"}:
+            raise ValueError(f"{{verifiers: MODULE}} takes no other keys (got {sorted(set(entry) - {'verifiers'})})")
+        return f"verifiers:{entry['verifiers']}"
+    return entry
