@@ -81,7 +81,7 @@ def seat(client, name: str):
 
 def agent_entries(values: dict) -> dict:
     """A recipe's ``tasks`` with every ``{agent: ...}`` entry of ``train`` / ``eval`` as its environment entry, and
-    every ``{verifiers: MODULE}`` as the task ``verifiers:MODULE``."""
+    every ``{verifiers: MODULE}`` / ``{game: ID}`` as the task ``verifiers:MODULE`` / ``game:ID``."""
     if not isinstance(values, dict):
         return values
     out = dict(values)
@@ -94,8 +94,9 @@ def agent_entries(values: dict) -> dict:
 def _entry(entry):
     if isinstance(entry, dict) and "agent" in entry:
         return AgentProgram.entry(entry)
-    if isinstance(entry, dict) and "verifiers" in entry:
-        if set(entry) != {"verifiers"}:
-            raise ValueError(f"{{verifiers: MODULE}} takes no other keys (got {sorted(set(entry) - {'verifiers'})})")
-        return f"verifiers:{entry['verifiers']}"
+    for key in ("verifiers", "game"):  # {verifiers: MODULE} is the task verifiers:MODULE, {game: ID} is game:ID
+        if isinstance(entry, dict) and key in entry:
+            if set(entry) != {key}:
+                raise ValueError(f"{{{key}: ...}} takes no other keys (got {sorted(set(entry) - {key})})")
+            return f"{key}:{entry[key]}"
     return entry

@@ -7,7 +7,7 @@ yields a held-out prompt. Tasks are registered by name like algorithms and verif
 
 from __future__ import annotations
 
-from rlreason.tasks import arithmetic, programs, reasoning_gym, verifiers_envs
+from rlreason.tasks import arithmetic, games, programs, reasoning_gym, verifiers_envs
 from rlreason.tasks.benchmarks import BENCHMARKS
 from rlreason.tasks.registry import TASKS, get_task  # noqa: F401  (the public names)
 from rlreason.tasks.synthetic import SyntheticTask
@@ -32,3 +32,5 @@ for _benchmark in BENCHMARKS:
 TASKS.add_family(reasoning_gym.PREFIX, reasoning_gym.resolve, reasoning_gym.listing)
 # verifiers:MODULE, for environments of the verifiers package (imported when one is named)
 TASKS.add_family(verifiers_envs.PREFIX, verifiers_envs.resolve, verifiers_envs.listing)
+# game:ID, for textarena's two-player games (imported when one is named)
+TASKS.add_family(games.PREFIX, games.resolve, games.listing)

@@ -4,7 +4,7 @@
 ``rlreason.envs.vf:run``, which runs the environment's own episode against the rollout engine's endpoint (so its
 calls are recorded and trained token for token) and returns the reward its rubric gives.
 
-A taskset has no held-out split: the evaluation set is its first ``held_out_size`` tasks (all of them when it has
+A taskset has no held-out split: the evaluation set is its first ``held_out`` (32) tasks (all of them when it has
 fewer, then the training stream shares them; say so in your report) and the training stream cycles through the rest
 in an order drawn from the run's seed. The package needs Python 3.11+ (``pip install 'rlreason[envs]'``).
 """
@@ -48,7 +48,8 @@ def _text(prompt) -> str:
 @dataclass(frozen=True)
 class VerifiersTask:
     module: str
-    held_out_size: int = 32
+    held_out: int = 32  # the first this-many tasks are the evaluation set
+    held_out_size = None  # (tasks.eval_size may ask for more: it gets what there is)
     max_tokens: int | None = None
 
     @property
@@ -67,7 +68,7 @@ class VerifiersTask:
 
     def _split(self) -> tuple[range, range]:
         n = len(tasks_of(self.module))
-        held = min(self.held_out_size, n)
+        held = min(self.held_out, n)
         return range(held), (range(held, n) if n > held else range(n))
 
     def eval_problems(self, n: int | None = None, data_dir: str | None = None) -> list[Problem]:
