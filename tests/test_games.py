@@ -39,5 +39,8 @@ def test_smollm2_plays_tictactoe_against_itself_and_trains_on_both_seats(tmp_pat
     assert run.returncode == 0, run.stderr[-3000:]
     steps = [json.loads(x) for x in (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines()]
     steps = [s for s in steps if s["kind"] == "train"]
-    assert len(steps) == 2 and all(abs(s["reward_mean"]) < 1e-9 for s in steps)  # zero-sum over both seats
-    assert all(s["episode_turns"] >= 2 and s["logprob_mismatch"] < 2e-2 for s in steps)
+    # every game played to its end; each seat's moves joined into one row with the game's messages as context (a
+    # seat that never moved, its opponent having lost by two invalid moves, has no sample: zero-sum is exact only
+    # when both moved, as tests/test_agents.py checks on two actors)
+    assert len(steps) == 2 and all(s["episode_end/done"] == 1.0 and -1 <= s["reward_mean"] <= 1 for s in steps)
+    assert all(s["episode_turns"] >= 1 and s["context_tokens"] > 0 and s["logprob_mismatch"] < 1e-3 for s in steps)
