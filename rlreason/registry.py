@@ -153,4 +153,8 @@ def hand_over(name: str, path: str) -> None:
                                   f"rlreason.{name})", name=name)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # (the import statement returns what sys.modules holds once the folder has run)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise

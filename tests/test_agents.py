@@ -72,7 +72,8 @@ def test_bad_requests_get_http_errors_and_the_episode_goes_on(engine):
     agents.SEEN.clear()
     groups = engine.generate(problems, SamplingSpec(1, 8, episode=EpisodeSpec(timeout_s=60)))
     for problem, group in zip(problems, groups):
-        assert agents.SEEN[problem.id] == [401, 404, 400, 400, 400]  # no key, no episode, not JSON, bad body, n=2
+        # no key, no episode, not JSON, messages not a list, tool calls not objects, an empty stop string, n=2
+        assert agents.SEEN[problem.id] == [401, 404, 400, 400, 400, 400, 400]
         assert group[0].episode.reason == "done" and group[0].episode.reward == 1.0
     outside = urllib.request.Request(engine._endpoint.url("anything") + "/completions", data=b'{"prompt": "x"}',
                                      headers={"Authorization": f"Bearer {engine._endpoint.key}"})
@@ -157,3 +158,11 @@ def test_two_seats_of_one_episode_are_samples_of_their_own_with_zero_sum_rewards
             assert not c.extra_rows and [t.role for t in c.episode.turns] == ["assistant", "user", "assistant"]
             again = engine.sequence_logprobs(c.prompt_ids, c.completion_ids)
             assert max(abs(a - b) for a, b, m in zip(again, c.logprobs, c.mask) if m) < 1e-3
+
+
+def test_a_limit_that_ends_a_game_still_gives_each_seat_its_sample(engine):
+    problems = _agent(get_task("calculator").eval_problems(1), "two_seats")
+    groups = engine.generate(problems, SamplingSpec(2, 6, episode=EpisodeSpec(timeout_s=60, max_turns=1,
+                                                                                 limit_reward=-0.5)))
+    assert [c.episode.env for c in groups[0]] == ["agent:a", "agent:b"] * 2  # max_turns counts each seat's calls
+    assert all(c.episode.reason == "max_turns" and c.episode.reward == -0.5 and c.sampled > 0 for c in groups[0])

@@ -16,9 +16,11 @@ from __future__ import annotations
 import os
 import sys
 
-KEY_VAR = "RLREASON_ENDPOINT_TOKEN"  # the environment variable verifiers reads the run's key from
+KEY_VAR = "RLREASON_ENDPOINT_API_KEY"  # where verifiers reads the run's key (its runtimes drop *API_KEY* variables
+# from the programs they start)
 HARNESS = "rlreason_vf_harness"  # the id verifiers resolves our harness by (a top-level module name)
 _ENVS: dict = {}
+_SERVING: dict = {}  # module -> a future of the AsyncExitStack holding its env.serving() for this process
 
 
 def _harness_module():
@@ -86,10 +88,46 @@ async def run(client, problem):
     ctx = vf.ModelContext(model="policy", client=vf.EvalClientConfig(base_url=str(client.base_url).rstrip("/"),
                                                                     api_key_var=KEY_VAR),
                           sampling=vf.SamplingConfig())
-    async with env.serving():
+    await _serving(where["module"], env)
+    try:
         episode = await env.run_episode(task, ctx)
+    finally:
+        await _forget(env, ctx.client)
     trace = episode.traces[0]
     if not getattr(episode, "ok", True) or trace.reward is None:
         errors = getattr(episode, "errors", None) or getattr(trace, "error", None) or "no reward"
         raise RuntimeError(f"the verifiers episode failed: {str(errors).splitlines()[0][:300]}")
     return float(trace.reward)
+
+
+async def _serving(module: str, env) -> None:
+    """The env serves (its recording proxy, its shared tools) from the first episode on, for the whole process:
+    concurrent episodes share it (entering and leaving ``serving()`` per episode would tear it down under them)."""
+    import asyncio
+    import contextlib
+
+    if module not in _SERVING:
+        ready = _SERVING[module] = asyncio.get_running_loop().create_future()
+        stack = contextlib.AsyncExitStack()
+        try:
+            await stack.enter_async_context(env.serving())
+        except BaseException as e:
+            del _SERVING[module]
+            ready.set_exception(e)
+            raise
+        ready.set_result(stack)
+    await asyncio.shield(_SERVING[module])
+
+
+async def _forget(env, client_config) -> None:
+    """Close the proxy's client for this episode's endpoint address (verifiers keeps one per address until serving
+    ends; an address per episode would pile up). Best effort: it reads the proxy's own table."""
+    key = client_config.model_dump_json()
+    interception = getattr(env, "_interception", None)
+    for server in getattr(interception, "servers", None) or [interception]:
+        client = getattr(server, "clients", {}).pop(key, None) if server is not None else None
+        if client is not None:
+            try:
+                await client.close()
+            except Exception:  # noqa: BLE001 - closing a finished episode's client may not fail the episode
+                pass

@@ -68,8 +68,10 @@ def _content(message: dict) -> str:
 def _normal(message) -> tuple:
     if not isinstance(message, dict) or "role" not in message:
         raise BadRequest("each message must be an object with a 'role'")
-    calls = tuple((c.get("function", {}).get("name"), c.get("function", {}).get("arguments"))
-                  for c in message.get("tool_calls") or [])
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+        raise BadRequest("tool_calls must be a list of objects")
+    calls = tuple(((c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments")) for c in calls)
     return message["role"], _content(message), calls
 
 
@@ -83,8 +85,8 @@ def _limits(body: dict) -> tuple[int | None, list[str]]:
         raise BadRequest("max_tokens must be a positive integer")
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise BadRequest("stop must be a string or a list of strings")
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+        raise BadRequest("stop must be a non-empty string or a list of them")
     return limit, stop
 
 
@@ -113,7 +115,10 @@ def render(engine, kind: str, body: dict, priors: list[Prior]) -> Rendered:
         prior = _extended(kind, priors, normal, None)
         if prior is not None:
             added = [{**m, "content": _content(m)} for m in messages[len(prior.key):]]
-            ids = prior.ids + observation_ids(engine.tokenizer, _delta(engine), added, "user", prior.eos)
+            try:
+                ids = prior.ids + observation_ids(engine.tokenizer, _delta(engine), added, "user", prior.eos)
+            except Exception as e:  # noqa: BLE001 - a conversation the template refuses is the request's fault
+                raise BadRequest(f"the model's chat template cannot render these messages: {e}") from None
             return Rendered(kind, ids, limit, stop, bool(tools), logprobs, normal, extends=True, model=model)
         return Rendered(kind, _chat_ids(engine.tokenizer, messages, tools), limit, stop, bool(tools), logprobs,
                         normal, model=model)

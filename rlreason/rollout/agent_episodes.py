@@ -40,6 +40,8 @@ class AgentLive:
     future: object = None
     calls: list[tuple[Rendered, Sampled]] = field(default_factory=list)
     priors: dict[str, list[Prior]] = field(default_factory=dict)  # per kind: what later calls may extend
+    issued: dict[str, int] = field(default_factory=dict)  # calls sent to the engine, per actor (limits, seeds)
+    tokens_issued: int = 0  # tokens those calls may sample
     reason: str | None = None
     error: str | None = None
     limit: str | None = None  # a limit one of its requests reached
@@ -69,6 +71,7 @@ class Session:
         self.endpoint, self.agents = endpoint_of(engine, spec.endpoint_host)
         self.lives: dict[str, AgentLive] = {}
         self.by_index: dict[int, list[AgentLive]] = {}
+        self.outstanding: dict[int, object] = {}  # calls taken from the inbox and not answered yet
 
     def start(self, index: int, problem: Problem, n: int, lora) -> None:
         from rlreason.envs.agent import program_of
@@ -113,30 +116,40 @@ class Session:
             except BadRequest as e:
                 call.answer(*error(400, str(e)))
                 continue
+            except Exception as e:  # noqa: BLE001 - whatever a request's content breaks, it is the request's fault
+                call.answer(*error(400, f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"))
+                continue
+            self.outstanding[id(call)] = call
             out.append(Request(rendered.ids, params, live.lora, live.index, live.problem, call=(live, rendered, call)))
 
     def _params(self, live: AgentLive, rendered: Rendered):
-        """The call's sampling parameters; a call past a limit ends the episode (``BadRequest``)."""
+        """The call's sampling parameters; a call past a limit ends the episode (``BadRequest``). ``env.max_turns``
+        counts each actor's calls (a game's seats each have their own), ``env.max_tokens`` the episode's."""
         spec, engine = self.spec, self.engine
         room = engine.max_model_len - len(rendered.ids) - 1
         limit, reason = min(self.sampling.max_tokens, rendered.max_tokens or self.sampling.max_tokens), "context"
-        if spec.max_tokens is not None and spec.max_tokens - live.sampled < min(room, limit):
-            room, reason = spec.max_tokens - live.sampled, "max_tokens"
-        if len(live.calls) >= spec.max_turns:
+        if spec.max_tokens is not None and spec.max_tokens - live.tokens_issued < min(room, limit):
+            room, reason = spec.max_tokens - live.tokens_issued, "max_tokens"
+        turn = live.issued.get(rendered.actor, 0)
+        if turn >= spec.max_turns:
             room, reason = 0, "max_turns"
         if room < 1:
             live.limit = live.limit or reason
             raise BadRequest(f"the episode reached its limit ({reason}): no more model calls")
         seed = None
         if self.seeds is not None:
-            seed = self.seeds[live.index] + live.sample + len(live.calls) * 1_000_003
-        return engine._vllm.SamplingParams(
+            seed = self.seeds[live.index] + live.sample + sum(live.issued.values()) * 1_000_003
+        params = engine._vllm.SamplingParams(
             n=1, max_tokens=min(limit, room), temperature=self.sampling.temperature, top_p=self.sampling.top_p,
             top_k=-1, logprobs=0, seed=seed, stop=rendered.stop or None, flat_logprobs=True)
+        live.issued[rendered.actor] = turn + 1
+        live.tokens_issued += params.max_tokens
+        return params
 
     def finish(self, request, output) -> None:
         """Record the call's sample and answer the agent."""
         live, rendered, call = request.call
+        self.outstanding.pop(id(call), None)
         ids = list(output.token_ids)
         stop = output.stop_reason if isinstance(output.stop_reason, str) else None
         sampled = Sampled(ids, self.engine.logprobs_of(output, ids), output.text, stop,
@@ -189,16 +202,25 @@ class Session:
         self.lives.pop(live.eid, None)
 
     def abort(self) -> None:
+        """The call is failing: every episode ends, every request waiting on the engine is answered."""
         for live in list(self.lives.values()):
             self.agents.stop(live.future)
             self._end(live, "failed", "agent: the call was interrupted")
+        for call in list(self.outstanding.values()):
+            call.answer(*error(503, "the engine's call was interrupted"))
+        self.outstanding.clear()
+        while not self.endpoint.inbox.empty():
+            self.endpoint.inbox.get_nowait().answer(*error(503, "the engine's call was interrupted"))
 
     def completions(self, index: int, gen_s: float) -> list[Completion]:
         """The problem's samples: one per episode, or with rewards per actor one per actor of each episode."""
         out = []
         for live in self.by_index.get(index, []):
+            actors = sorted({r.actor for r, _ in live.calls})
             if isinstance(live.result, dict):
                 out += [_completion(live, self.engine, self.spec, gen_s, actor) for actor in sorted(live.result)]
+            elif len(actors) > 1 or actors and actors[0]:  # a limit ended a game: each seat its own sample
+                out += [_completion(live, self.engine, self.spec, gen_s, actor) for actor in actors]
             else:
                 out.append(_completion(live, self.engine, self.spec, gen_s))
         return out
@@ -218,11 +240,11 @@ def _rows(calls: list[tuple[Rendered, Sampled]]) -> list[dict]:
                 row["logprobs"] += [0.0] * len(added) + sampled.logprobs
                 row["mask"] += [0] * len(added) + [1] * len(sampled.ids)
                 row["version"] = min(row["version"], sampled.version)
+                row["finish"] = sampled.finish
                 break
         else:
             rows.append({"prompt": list(prompt), "ids": list(sampled.ids), "logprobs": list(sampled.logprobs),
                          "mask": [1] * len(sampled.ids), "version": sampled.version, "finish": sampled.finish})
-        rows[-1]["finish"] = sampled.finish
     return rows
 
 
@@ -242,7 +264,7 @@ def _completion(live: AgentLive, engine, spec, gen_s: float, actor: str | None =
 
     calls = live.calls if actor is None else [(r, s) for r, s in live.calls if r.actor == actor]
     turns = _turns(calls)
-    result = live.result if actor is None else live.result[actor]
+    result = live.result[actor] if actor is not None and isinstance(live.result, dict) else live.result
     scored = isinstance(result, (int, float))
     reward = float(result) if scored else None
     if live.reason not in ("done", "failed") and reward is None:

@@ -154,7 +154,7 @@ class Agents:
 
     def __init__(self) -> None:
         self.loop = _loop_thread("rlreason-agents")
-        self.pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="rlreason-agent")
+        self.pool = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="rlreason-agent")
 
     def start(self, program, problem, base_url: str, key: str, timeout_s: float) -> concurrent.futures.Future:
         import openai

@@ -113,23 +113,28 @@ def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: l
     groups: list[list] = [[] for _ in problems]
     lives: dict[int, list[Live]] = {}
     requests, agents = [], None
-    for i, problem in enumerate(problems):
-        seed = None if seeds is None else seeds[i]
-        if "env" not in problem.meta:
-            requests.append(Request(engine._prompt_ids(problem), engine.params(sampling, seed), lora_requests[i], i,
-                                    problem))
-            continue
-        if _is_agent(problem):
-            if agents is None:
-                from rlreason.rollout.agent_episodes import Session
+    try:  # (programs already started must not outlive a problem that cannot start)
+        for i, problem in enumerate(problems):
+            seed = None if seeds is None else seeds[i]
+            if "env" not in problem.meta:
+                requests.append(Request(engine._prompt_ids(problem), engine.params(sampling, seed), lora_requests[i], i,
+                                        problem))
+                continue
+            if _is_agent(problem):
+                if agents is None:
+                    from rlreason.rollout.agent_episodes import Session
 
-                agents = Session(engine, sampling, spec, seeds)
-            agents.start(i, problem, sampling.n, lora_requests[i])
-            continue
-        lives[i] = start(engine, problem, sampling.n)
-        ready = [live for live in lives[i] if live.reason is None]
-        if ready:  # their first observations are one prompt: one request samples all their first turns
-            requests.append(Request(ready[0].prompt, None, lora_requests[i], i, problem, group=ready))
+                    agents = Session(engine, sampling, spec, seeds)
+                agents.start(i, problem, sampling.n, lora_requests[i])
+                continue
+            lives[i] = start(engine, problem, sampling.n)
+            ready = [live for live in lives[i] if live.reason is None]
+            if ready:  # their first observations are one prompt: one request samples all their first turns
+                requests.append(Request(ready[0].prompt, None, lora_requests[i], i, problem, group=ready))
+    except BaseException:
+        if agents is not None:
+            agents.abort()
+        raise
     gen_s = _play(engine, requests, sampling, spec, seeds, groups, agents)
     for i, group in lives.items():
         groups[i] = [episode_completion(live, engine.version, spec, gen_s) for live in group]

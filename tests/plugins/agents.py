@@ -89,8 +89,8 @@ async def two_tools(client, problem):
 
 
 async def probes(client, problem):
-    """Bad requests first (no key, another episode, a malformed body, n=2), then a good one; the statuses it got
-    are kept in SEEN."""
+    """Bad requests first (no key, another episode, a malformed body, malformed tool calls, an empty stop string,
+    n=2), then a good one; the statuses it got are kept in SEEN."""
     import httpx
     import openai
 
@@ -102,7 +102,11 @@ async def probes(client, problem):
                                     {"Authorization": f"Bearer {client.api_key}"}, b'{"prompt": "x"}'),
                                    (f"{base}/completions", {"Authorization": f"Bearer {client.api_key}"}, b"{oops"),
                                    (f"{base}/chat/completions", {"Authorization": f"Bearer {client.api_key}"},
-                                    b'{"messages": "not a list"}')):
+                                    b'{"messages": "not a list"}'),
+                                   (f"{base}/chat/completions", {"Authorization": f"Bearer {client.api_key}"},
+                                    b'{"messages": [{"role": "assistant", "content": "x", "tool_calls": ["x"]}]}'),
+                                   (f"{base}/completions", {"Authorization": f"Bearer {client.api_key}"},
+                                    b'{"prompt": "x", "stop": [""]}')):
             statuses.append((await http.post(url, headers=headers, content=body)).status_code)
     try:
         await client.completions.create(model="policy", prompt=problem.prompt, max_tokens=4, n=2)
