@@ -5,8 +5,6 @@ become rows sharing their sample's advantage; a recipe trains on an agent from t
 
 import dataclasses
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
@@ -14,6 +12,7 @@ import pytest
 import torch
 
 from plugins import agents
+from recipe_runs import train
 from rlreason.rollout.agent_calls import BadRequest, render, tool_calls
 from rlreason.rollout.engine import SamplingSpec
 from rlreason.rollout.episodes import EpisodeSpec
@@ -135,15 +134,9 @@ def test_requests_are_checked_and_tool_calls_parsed(engine):
 
 
 def test_a_recipe_trains_an_agent_from_the_command_line(tmp_path):
-    (tmp_path / "agent.yaml").write_text(
-        "tasks:\n  train: [{agent: plugins.agents:two_tools, data: calculator}]\n  eval: [calculator]\n"
-        "  eval_size: 4\nrollout: {prompts_per_step: 4, group_size: 4}\ntrain: {steps: 2}\n"
-        "eval: {before: false}\noutput: {tensorboard: false}\nname: a\n")
-    run = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", "agent.yaml"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    lines = [json.loads(x) for x in (tmp_path / "runs" / "a" / "metrics.jsonl").read_text().splitlines()]
-    steps = [x for x in lines if x["kind"] == "train"]
+    steps, _, _ = train(tmp_path, "tasks:\n  train: [{agent: plugins.agents:two_tools, data: calculator}]\n"
+                        "  eval: [calculator]\n  eval_size: 4\nrollout: {prompts_per_step: 4, group_size: 4}\n"
+                        "train: {steps: 2}\neval: {before: false}\noutput: {tensorboard: false}\nname: a\n", "a")
     assert len(steps) == 2 and all(s["episode_turns"] == 3 and s["context_tokens"] > 0 for s in steps)
     assert all(s["logprob_mismatch"] < 1e-3 for s in steps)
 

@@ -2,11 +2,9 @@
 (an unknown game, or one that needs the network, is one line); a real model (SmolLM2) plays TicTacToe against
 itself and trains on both seats' turns, each seat a sample with the game's zero-sum reward."""
 
-import json
-import subprocess
-import sys
 
 import pytest
+from recipe_runs import train
 
 pytest.importorskip("textarena", reason="the textarena package (rlreason[envs])")
 
@@ -30,15 +28,10 @@ def test_games_are_checked_when_the_recipe_is_read():
 @pytest.mark.slow  # SmolLM2 on CPU: ~3 min
 def test_smollm2_plays_tictactoe_against_itself_and_trains_on_both_seats(tmp_path):
     from test_smollm2 import smollm2  # noqa: F401  (makes sure the model is converted)
-    (tmp_path / "ttt.yaml").write_text(
-        "model: {path: smollm2}\ntasks:\n  train: [{game: TicTacToe-v0}]\n  eval: [game:TicTacToe-v0]\n"
-        "  eval_size: 2\nrollout: {prompts_per_step: 2, group_size: 2, max_tokens: 12}\ntrain: {steps: 2}\n"
-        "env: {max_turns: 12}\neval: {before: false, samples: 1}\noutput: {tensorboard: false}\nname: t\n")
-    run = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", "ttt.yaml"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    steps = [json.loads(x) for x in (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines()]
-    steps = [s for s in steps if s["kind"] == "train"]
+    steps, _, _ = train(tmp_path, "model: {path: smollm2}\ntasks:\n  train: [{game: TicTacToe-v0}]\n"
+                        "  eval: [game:TicTacToe-v0]\n  eval_size: 2\nrollout: {prompts_per_step: 2, group_size: 2, "
+                        "max_tokens: 12}\ntrain: {steps: 2}\nenv: {max_turns: 12}\neval: {before: false, samples: 1}\n"
+                        "output: {tensorboard: false}\nname: t\n", "t", timeout=900)
     # every game played to its end; each seat's moves joined into one row with the game's messages as context (a
     # seat that never moved, its opponent having lost by two invalid moves, has no sample: zero-sum is exact only
     # when both moved, as tests/test_agents.py checks on two actors)

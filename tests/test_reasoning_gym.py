@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from recipe_runs import train as train_recipe
 
 pytest.importorskip("reasoning_gym")
 
@@ -185,19 +186,14 @@ def test_the_driver_reports_every_scored_training_group_also_those_dynamic_sampl
 
 def test_a_recipe_trains_three_reasoning_gym_tasks_and_the_curriculum_raises_a_level(tmp_path):
     # short questions: the embedded model's context is 256 characters
-    (tmp_path / "rg.yaml").write_text(
+    recipe = (
         "tasks:\n  train: [{reasoning_gym: spell_backward, name: spell, curriculum: {threshold: 0.0, window: 2}},"
         " reasoning_gym:basic_arithmetic, reasoning_gym:lcm]\n  eval: [spell, reasoning_gym:basic_arithmetic, "
         "reasoning_gym:lcm]\n  eval_size: 4\n"
         "rollout: {prompts_per_step: 6, group_size: 2, max_tokens: 32}\ntrain: {steps: 2}\neval: {samples: 1}\n"
         "output: {tensorboard: false}\nname: rg\n")
-    train = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", "rg.yaml"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
-    assert train.returncode == 0, train.stderr[-3000:]
-    assert "curriculum: spell level 0 -> 1" in train.stderr
-    lines = [json.loads(x) for x in (tmp_path / "runs" / "rg" / "metrics.jsonl").read_text().splitlines()]
-    steps = [x for x in lines if x["kind"] == "train"]
+    steps, after, stderr = train_recipe(tmp_path, recipe, "rg")
+    assert "curriculum: spell level 0 -> 1" in stderr
     assert len(steps) == 2 and all(s["verifier_errors"] == 0 and s["completion_len"] > 0 for s in steps)
-    after = json.loads((tmp_path / "runs" / "rg" / "summary.json").read_text())["after"]
     for task in ("spell", "reasoning_gym:basic_arithmetic", "reasoning_gym:lcm"):  # each by its dataset's scorer
         assert 0.0 <= after[f"{task}/accuracy"] <= 1.0

@@ -2,7 +2,6 @@
 any directory, the repository's root included; an environment written with its own API (tests/vf_toy.py) is played
 through the engine's endpoint, scored by its rubric and recorded token for token; a recipe trains on it."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 pytest.importorskip("verifiers.v1", reason="the verifiers package (rlreason[envs], Python 3.11+)")
 
+from recipe_runs import train  # noqa: E402
 from rlreason.rollout.engine import SamplingSpec  # noqa: E402
 from rlreason.rollout.episodes import EpisodeSpec  # noqa: E402
 from rlreason.tasks import get_task  # noqa: E402
@@ -48,15 +48,8 @@ def test_an_unknown_module_is_one_line():
 
 
 def test_a_recipe_trains_on_a_verifiers_environment(tmp_path):
-    (tmp_path / "vf.yaml").write_text(
-        "tasks:\n  train: [{verifiers: vf_toy}]\n  eval: [verifiers:vf_toy]\n  eval_size: 4\n"
-        "rollout: {prompts_per_step: 4, group_size: 4, max_tokens: 12}\ntrain: {steps: 2}\n"
-        "eval: {before: false}\noutput: {tensorboard: false}\nname: v\n")
-    run = subprocess.run([sys.executable, "-m", "rlreason.cli", "train", "vf.yaml"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    lines = [json.loads(x) for x in (tmp_path / "runs" / "v" / "metrics.jsonl").read_text().splitlines()]
-    steps = [x for x in lines if x["kind"] == "train"]
+    steps, after, _ = train(tmp_path, "tasks:\n  train: [{verifiers: vf_toy}]\n  eval: [verifiers:vf_toy]\n"
+                            "  eval_size: 4\nrollout: {prompts_per_step: 4, group_size: 4, max_tokens: 12}\n"
+                            "train: {steps: 2}\neval: {before: false}\noutput: {tensorboard: false}\nname: v\n", "v")
     assert len(steps) == 2 and all(s["logprob_mismatch"] < 1e-3 and s["episode_turns"] == 1 for s in steps)
-    after = json.loads((tmp_path / "runs" / "v" / "summary.json").read_text())["after"]
     assert 0.0 <= after["verifiers:vf_toy/accuracy"] <= 1.0
