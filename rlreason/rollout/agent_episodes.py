@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from rlreason.rollout import agent_calls
 from rlreason.rollout.agent_calls import BadRequest, Prior, Rendered, Sampled
 from rlreason.rollout.endpoint import Agents, Endpoint, error
+from rlreason.rollout.turns import first_line
 from rlreason.types import Completion, Episode, Problem, Turn
 
 
@@ -50,10 +51,6 @@ class AgentLive:
     @property
     def sampled(self) -> int:
         return sum(len(s.ids) for _, s in self.calls)
-
-
-def _first_line(e: BaseException) -> str:
-    return (f"{type(e).__name__}: {e}".strip().splitlines() or ["error"])[0][:300]
 
 
 def endpoint_of(engine, host: str) -> tuple[Endpoint, Agents]:
@@ -84,7 +81,7 @@ class Session:
             try:
                 program = program_of(spec.get("config", {}))
             except Exception as e:  # noqa: BLE001 - fails its episode, not the call
-                self._end(live, "failed", f"agent: {_first_line(e)}")
+                self._end(live, "failed", f"agent: {first_line(e)}")
                 continue
             self.lives[live.eid] = live
             self.endpoint.open(live.eid)
@@ -117,7 +114,7 @@ class Session:
                 call.answer(*error(400, str(e)))
                 continue
             except Exception as e:  # noqa: BLE001 - whatever a request's content breaks, it is the request's fault
-                call.answer(*error(400, f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"))
+                call.answer(*error(400, first_line(e)))
                 continue
             self.outstanding[id(call)] = call
             out.append(Request(rendered.ids, params, live.lora, live.index, live.problem, call=(live, rendered, call)))
@@ -182,7 +179,7 @@ class Session:
         except BaseException as e:  # noqa: BLE001 - the program's failure fails its episode
             if live.limit is not None:
                 return self._end(live, live.limit)
-            return self._end(live, "failed", f"agent: {_first_line(e)}")
+            return self._end(live, "failed", f"agent: {first_line(e)}")
         if not live.calls:
             return self._end(live, "failed", "agent: the program never called the model")
         if isinstance(result, dict):  # a reward per actor (the seats of a game)

@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from rlreason.rollout.prompts import chat_prompt_ids
-from rlreason.rollout.turns import ChatDelta, EpisodeSpec, Request, observation_ids, shaped_reward  # noqa: F401
+from rlreason.rollout.turns import (ChatDelta, EpisodeSpec, Request, first_line, observation_ids,  # noqa: F401
+                                    shaped_reward)
 from rlreason.types import Completion, Episode, Problem, Turn
 
 
@@ -61,10 +62,6 @@ def _close(env) -> None:
         pass
 
 
-def _first_line(error: BaseException) -> str:
-    return (f"{type(error).__name__}: {error}".strip().splitlines() or ["error"])[0][:300]
-
-
 def first_prompt(engine, problem: Problem, observation) -> list[int]:
     """The episode's prompt from the environment's first observation (the problem's own template applies)."""
     if isinstance(observation, list) or "messages" in problem.meta:
@@ -100,7 +97,7 @@ def start(engine, problem: Problem, n: int) -> list[Live]:
             live.env = get_environment(spec["name"])(**spec.get("config", {}))
             live.prompt = first_prompt(engine, problem, live.env.reset(problem))
         except Exception as e:  # noqa: BLE001 - an environment's failure fails its episode, not the call
-            live.end("failed", f"reset: {_first_line(e)}")
+            live.end("failed", f"reset: {first_line(e)}")
         live.env_s += time.perf_counter() - began
         out.append(live)
     return out
@@ -234,7 +231,7 @@ def _turn(engine, live: Live, output, spec: EpisodeSpec) -> bool:
     except Exception as e:  # noqa: BLE001 - the environment's failure fails this episode only
         live.turns.append(Turn("assistant", text, len(ids)))
         live.env_s += time.perf_counter() - began
-        live.end("failed", f"step: {_first_line(e)}")
+        live.end("failed", f"step: {first_line(e)}")
         return False
     live.env_s += time.perf_counter() - began
     live.turns.append(Turn("assistant", text, len(ids), result.tool_calls, result.tool_errors))

@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from rlreason.types import Turn
 
 
+def first_line(error: BaseException) -> str:
+    """An error as one line: its type and the first line of its message (at most 300 characters)."""
+    return (f"{type(error).__name__}: {error}".strip().splitlines() or ["error"])[0][:300]
+
+
 @dataclass(frozen=True)
 class EpisodeSpec:
     """The recipe's ``env`` section as the engines need it."""
