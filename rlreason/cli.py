@@ -318,7 +318,6 @@ def tasks() -> None:
     from rlreason.tasks.registry import task_listing
 
     load_plugins()  # (tasks that plugins and environments register)
-
     for name, description in task_listing():
         typer.echo(f"{name:12s} {description}")
 
@@ -336,19 +335,27 @@ def verifiers() -> None:
 @app.command()
 def envs() -> None:
     """List the registered environments with their fields (a recipe entry's config:) and stop strings."""
-    import inspect
+    from rlreason.envs.base import listing
 
-    from rlreason.envs import ENVIRONMENTS
+    for line in listing():
+        typer.echo(line)
 
-    for name in ENVIRONMENTS.names():
-        env = ENVIRONMENTS.get(name)
-        doc = (env.__doc__ or "").strip().splitlines()
-        fields = [p for p in inspect.signature(env.__init__).parameters.values() if p.name != "self"
-                  and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        shown = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in fields)
-        typer.echo(f"{name:12s} {doc[0] if doc else ''}")
-        typer.echo(f"{'':12s} fields: {shown or '-'}; turn ends at EOS{''.join(f' or {s!r}' for s in env.stop)}"
-                   f"{'; own problems' if hasattr(env, 'sample') else '; needs data: TASK'}")
+
+@app.command()
+def team(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dotted.key=value ...]"),
+         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
+    """Evolve a coordinator that routes team.members turn by turn; report the team vs each member vs the oracle."""
+    cfg = _recipe(args, ray_address, False)
+    if not cfg.team.members:
+        _fail("team.members: empty; list the pool, e.g. [{name: adder, adapter: runs/add/final}, {name: base}]")
+    from rich.console import Console
+
+    from rlreason.drivers.team import run_team
+
+    c, console = cfg.team.coordinator, Console()
+    console.print(f"[bold]rlreason[/] team [cyan]{cfg.name}[/]: {', '.join(m.name for m in cfg.team.members)}; "
+                  f"{c.optimizer} coordinator, {c.generations} generations; output in {cfg.run_dir}/")
+    run_team(cfg, console)
 
 
 @app.command()
@@ -374,7 +381,7 @@ def verify(verifier: str = typer.Argument(..., help="a registered verifier or mo
         _fail(f"{bad} input line(s) were not valid records (see their 'error' results)")
 
 
-RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify")  # commands whose processes a watchdog reaps
+RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify", "team")  # (a watchdog reaps their processes)
 
 
 def main() -> None:

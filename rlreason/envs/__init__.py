@@ -26,7 +26,7 @@ evaluation and comparison gets environments through the same ``generate`` call.
 
 from rlreason.envs.base import (ENV_REWARD, ENVIRONMENTS, Environment, Observation, StepResult,  # noqa: F401
                                 environment, get_environment)
-from rlreason.envs import agent, calculator, code_repair, guess, python_tool  # noqa: E402,F401  (the built-ins register)
+from rlreason.envs import agent, calculator, code_repair, guess, python_tool, team  # noqa: E402,F401  (built-ins register)
 from rlreason.envs.tasks import EnvTaskSpec  # noqa: E402
 
 for _name in ("calculator", "guess"):  # their own problems are tasks of the same name: tasks.train: [calculator]

@@ -59,3 +59,20 @@ def environment(name: str) -> Callable[[type], type]:
 
 def get_environment(name: str) -> type:
     return ENVIRONMENTS.get(name)
+
+
+def listing() -> list[str]:
+    """Two lines per registered environment: its summary; its fields, stop strings and problems."""
+    import inspect
+
+    lines = []
+    for name in ENVIRONMENTS.names():
+        env = ENVIRONMENTS.get(name)
+        doc = (env.__doc__ or "").strip().splitlines()
+        fields = [p for p in inspect.signature(env.__init__).parameters.values() if p.name != "self"
+                  and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        shown = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in fields)
+        lines.append(f"{name:12s} {doc[0] if doc else ''}")
+        lines.append(f"{'':12s} fields: {shown or '-'}; turn ends at EOS{''.join(f' or {s!r}' for s in env.stop)}"
+                     f"{'; own problems' if hasattr(env, 'sample') else '; needs data: TASK'}")
+    return lines

@@ -27,6 +27,11 @@ def context_limit(model_dir: Path) -> int | None:
     return int(value) if value else None
 
 
+def hidden_size(model_dir: str | Path) -> int:
+    """The width of the model's hidden states (its config's ``hidden_size``)."""
+    return int(json.loads((Path(model_dir) / "config.json").read_text())["hidden_size"])
+
+
 def tensor_names(model_dir: Path) -> list[str]:
     """Names of every tensor in the directory's safetensors files (read from their headers only)."""
     names: list[str] = []
@@ -51,6 +56,30 @@ def servable_lora_rank(rank: int) -> int:
         if rank <= allowed:
             return allowed
     raise ValueError(f"vLLM serves LoRA ranks up to 512, not {rank}")
+
+
+def _header(file: Path) -> dict:
+    with open(file, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(size))
+
+
+def adapter_misfits(adapter_dir: Path, model_dir: Path) -> list[str]:
+    """The adapter's LoRA tensors whose outer dimension is none of the model's layer widths (an adapter trained on
+    another model), read from headers only."""
+    config = json.loads((model_dir / "config.json").read_text())
+    heads, head_dim = config.get("num_attention_heads", 0), config.get("head_dim")
+    head_dim = head_dim or config.get("hidden_size", 0) // max(heads, 1)
+    widths = {config.get("hidden_size"), config.get("intermediate_size"), heads * head_dim,
+              config.get("num_key_value_heads", heads) * head_dim}
+    out = []
+    for name, entry in _header(adapter_dir / "adapter_model.safetensors").items():
+        shape = entry.get("shape", []) if name != "__metadata__" else []
+        if len(shape) == 2 and ("lora_A" in name or "lora_B" in name):
+            outer = shape[1] if "lora_A" in name else shape[0]
+            if outer not in widths:
+                out.append(f"{name} {shape}")
+    return out
 
 
 def adapter_settings(adapter_dir: Path) -> dict:

@@ -46,6 +46,10 @@ def check_across_sections(cfg: RunConfig) -> None:
     _check_tasks(cfg, has_chat_template(model_dir))
     if cfg.model.adapter is not None:
         check_saved_adapter(Path(cfg.model.adapter), model_dir)
+    if cfg.team.members:
+        from rlreason.recipe.team import check_team
+
+        check_team(cfg.team, model_dir, lora)
     if lora is not None:
         allowed = lora_target_candidates(model_dir)
         for name in lora.target_modules:
@@ -98,7 +102,7 @@ def _check_continual(cfg: RunConfig) -> None:
         raise RecipeError("continual.anchor: its weight is algorithm.kl_coef, which is 0 (set it above 0)")
 
 
-def check_saved_adapter(adapter: Path, model_dir: Path) -> None:
+def check_saved_adapter(adapter: Path, model_dir: Path, field: str = "model.adapter") -> None:
     """A saved adapter must fit the model and be servable: its rank, and layers the model has."""
     from rlreason.models.info import adapter_settings, lora_target_candidates, servable_lora_rank
 
@@ -106,9 +110,9 @@ def check_saved_adapter(adapter: Path, model_dir: Path) -> None:
     try:
         servable_lora_rank(int(settings.get("r", 0)))
     except ValueError as e:
-        raise RecipeError(f"model.adapter: {e}") from None
+        raise RecipeError(f"{field}: {e}") from None
     targets = settings.get("target_modules") or []
     targets = [targets] if isinstance(targets, str) else list(targets)
     missing = sorted(set(targets) - set(lora_target_candidates(model_dir)))
     if missing:
-        raise RecipeError(f"model.adapter: adapts layers this model lacks or vLLM cannot serve: {', '.join(missing)}")
+        raise RecipeError(f"{field}: adapts layers this model lacks or vLLM cannot serve: {', '.join(missing)}")

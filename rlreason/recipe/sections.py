@@ -18,6 +18,7 @@ from rlreason.registry import UnknownNameError
 from rlreason.section import Section
 from rlreason.envs.agent import agent_entries
 from rlreason.envs.tasks import EnvTaskSpec
+from rlreason.recipe.team import TeamConfig
 from rlreason.tasks.reasoning_gym import ReasoningGymSpec
 from rlreason.tasks.files import DataTaskSpec, inline_data_tasks
 
@@ -331,6 +332,7 @@ class RunConfig(Section):
     output: OutputConfig = OutputConfig()
     continual: ContinualConfig = ContinualConfig()
     env: EnvConfig = EnvConfig()
+    team: TeamConfig = TeamConfig()
     _notes: dict = PrivateAttr(default_factory=dict)  # why each field the recipe left null/auto got its value
 
     @property
@@ -345,6 +347,11 @@ class RunConfig(Section):
     def served_lora_rank(self) -> int | None:
         """The rank the engines must serve: the adapter's, times the phases with one adapter per phase."""
         rank = self.model.lora_rank
+        members = [m.adapter_dir() for m in self.team.members if m.adapter is not None]
+        if members:  # (a team's members are served beside the policy: the largest rank of all)
+            from rlreason.models.info import adapter_settings
+
+            rank = max([rank or 0] + [int(adapter_settings(p).get("r", 0)) for p in members])
         if rank is None or self.continual.adapters == "shared":
             return rank
         return rank * max(len(self.continual.phases), 1)

@@ -119,3 +119,24 @@ class AdapterVersions:
 
     def close(self) -> None:
         self._finalizer()
+
+
+TEAM_IDS = 1 << 29  # ids of a team's member adapters (below the ES members', far above the versions')
+
+
+def load_members(llm, members: dict[str, str | None], served: dict) -> dict:
+    """Load a team's member adapters into the engine (kept for its life; directories read, never deleted); a
+    member already served under the same directory is kept. Returns name -> LoRARequest (None: the base model)."""
+    from vllm.lora.request import LoRARequest
+
+    out, next_id = {}, max([r.lora_int_id for r in served.values() if r is not None] + [TEAM_IDS]) + 1
+    for name, path in sorted(members.items()):
+        old = served.get(name)
+        if path is None or (old is not None and old.lora_path == str(path)):
+            out[name] = None if path is None else old
+            continue
+        request, next_id = LoRARequest(f"team-{name}", next_id, str(path)), next_id + 1
+        if not llm.llm_engine.add_lora(request):
+            raise RuntimeError(f"vLLM refused team member {name}'s adapter {path}")
+        out[name] = request
+    return out

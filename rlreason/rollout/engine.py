@@ -109,6 +109,7 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
 
             self.adapters = AdapterVersions(self.llm, adapter)
         self._loaders = {"full": self._load_full, "lora": self._load_adapter}
+        self.team: dict = {}  # a team's members: name -> LoRARequest (None: the base model)
         self._params: dict = {}
         self._observations: dict = {}
 
@@ -139,6 +140,26 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
         completions draw from seed, seed + 1, ...: vLLM's per-request generators)."""
         loras = lora_request if isinstance(lora_request, list) else [lora_request] * len(problems)
         return episodes.run(self, problems, sampling, loras, seeds)
+
+    def serve_team(self, members: dict[str, str | None]) -> list[str]:
+        """Serve a team's members for every later call (``rlreason.envs.team``): name -> a saved adapter directory,
+        or None for the base model. Returns the names served."""
+        from rlreason.rollout.adapters import load_members
+
+        if any(path is not None for path in members.values()) and self.adapters is None:
+            raise RuntimeError("serving adapters needs an engine started with LoRA (lora_rank)")
+        self.team = load_members(self.llm, members, self.team)
+        return sorted(self.team)
+
+    def member_lora(self, env, default):
+        """The adapter an episode's next turn is sampled with: the team member its environment names
+        (``env.member``), else ``default`` (the policy's)."""
+        name = getattr(env, "member", None)
+        if name is None:
+            return default
+        if name not in self.team:
+            raise ValueError(f"team member {name!r} is not served here (served: {', '.join(sorted(self.team))})")
+        return self.team[name]
 
     def params(self, sampling: SamplingSpec, seed: int | None = None):
         """A group's sampling parameters (``sampling.n`` samples of one prompt)."""

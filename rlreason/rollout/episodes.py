@@ -78,10 +78,12 @@ def episode_completion(live: Live, version: int, spec: EpisodeSpec, gen_s: float
         reward = spec.limit_reward
     episode = Episode(env=live.name, turns=live.turns, reason=live.reason or "done",
                       reward=shaped_reward(reward, live.turns, spec), solved=live.solved, error=live.error,
-                      env_s=live.env_s, gen_s=gen_s)
+                      env_s=live.env_s, gen_s=gen_s, info=dict(getattr(live.env, "info", None) or {}))
+    answer = getattr(live.env, "answer", None)  # (an environment that names its final answer: the verifier's text)
     return Completion(problem_id=live.problem.id, prompt_ids=live.prompt, completion_ids=live.ids,
                       logprobs=live.logprobs, finish_reason=live.finish, policy_version=version,
-                      text="".join(live.texts), mask=live.mask, episode=episode)
+                      text=answer if isinstance(answer, str) else "".join(live.texts), mask=live.mask,
+                      episode=episode)
 
 
 def start(engine, problem: Problem, n: int) -> list[Live]:
@@ -125,9 +127,13 @@ def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: l
                 agents.start(i, problem, sampling.n, lora_requests[i])
                 continue
             lives[i] = start(engine, problem, sampling.n)
-            ready = [live for live in lives[i] if live.reason is None]
-            if ready:  # their first observations are one prompt: one request samples all their first turns
-                requests.append(Request(ready[0].prompt, None, lora_requests[i], i, problem, group=ready))
+            by_lora: dict = {}  # (a team's episodes: each turn under the adapter of the member that writes it)
+            for live in lives[i]:
+                if live.reason is None:
+                    lora = engine.member_lora(live.env, lora_requests[i])
+                    by_lora.setdefault(id(lora), (lora, []))[1].append(live)
+            for lora, ready in by_lora.values():  # their first observations are one prompt: one request samples
+                requests.append(Request(ready[0].prompt, None, lora, i, problem, group=ready))  # their first turns
     except BaseException:
         if agents is not None:
             agents.abort()
@@ -206,7 +212,8 @@ def _finished(engine, outputs, pending: dict, spec: EpisodeSpec, groups: list[li
         else:
             for live, o in zip(r.group or [r.live], out.outputs):
                 if _turn(engine, live, o, spec):
-                    following.append(Request(live.prompt + live.ids, None, r.lora, r.index, r.problem, live))
+                    following.append(Request(live.prompt + live.ids, None, engine.member_lora(live.env, r.lora),
+                                             r.index, r.problem, live))
     return following
 
 

@@ -1,0 +1,182 @@
+"""``rlreason team``: evolve a coordinator that routes a pool of models turn by turn (TRINITY, arXiv 2512.04695).
+
+Its own small driver over the shared stages: the engines serve every member at once (``serve_team``); every episode
+is a ``team`` environment episode (``rlreason.envs.team``) through the one episode loop; the problems' own verifiers
+score the final answers. The coordinator's head lives here: ES (``es``) plays a population of heads perturbed from
+seeds (only seeds and the mean travel; the noise is regenerated where the episode runs) and moves the mean by their
+rank-normalised rewards (``rlreason.algorithms.es``); GRPO (``grpo``) samples the choices, takes group-relative
+advantages and follows the policy gradient of the choices' log-probabilities. Before and after: each member alone,
+the oracle router (the best member per problem), the team, the routing matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import replace
+
+import torch
+
+from rlreason.algorithms.es import member_seeds, normalized, update
+from rlreason.controller import Context, as_configured, fitting, gathered, problem_stream, reseed_engines, \
+    sampling_spec, score, take_fitting
+from rlreason.envs.coordinator import HEAD, head_shape, policy_gradient
+from rlreason.recipe import RunConfig
+from rlreason.rollout.recovery import on_workers
+from rlreason.tasks import get_task
+from rlreason.types import Problem, ScoredGroup
+
+
+class TeamRun:
+    """The pool as served, the episode configuration, and the generate call every stage of the driver uses."""
+
+    def __init__(self, ctx: Context, pool: dict[str, str | None]) -> None:
+        from rlreason.models.info import hidden_size
+
+        self.ctx, self.pool, cfg = ctx, pool, ctx.cfg
+        self.names = list(pool)
+        self.roles = [r.model_dump() for r in cfg.team.roles]
+        self.answering = next((r.name for r in cfg.team.roles if r.answers), cfg.team.roles[0].name)
+        self.encoder = cfg.team.coordinator.encoder or cfg.model.resolved_path()
+        self.shape = head_shape(hidden_size(self.encoder) + 1, self.names, [r["name"] for r in self.roles])
+        self.base = {"members": self.names, "roles": self.roles, "max_turns": cfg.team.max_turns,
+                     "encoder": self.encoder}
+
+    def episodes(self, problems: list[Problem], configs: list[dict], n: int, temperature: float | None = None
+                 ) -> list[ScoredGroup]:
+        """``n`` team episodes of each problem, problem i under episode config ``configs[i]``; scored."""
+        played = [replace(p, meta={**p.meta, "env": {"name": "team", "config": {**self.base, **c}}})
+                  for p, c in zip(problems, configs)]
+        sampling = replace(sampling_spec(self.ctx.cfg, n, temperature),
+                           episode=replace(sampling_spec(self.ctx.cfg, n).episode,
+                                           max_turns=self.ctx.cfg.team.max_turns + 1))
+        workers, pool = len(self.ctx.workers), self.pool
+
+        def call(chunk):
+            def send(worker):  # (a restarted worker serves the pool again before it plays)
+                worker.serve_team.remote(pool)
+                worker.resume_serving.remote()
+                return worker.generate.remote(chunk, sampling)
+            return send
+
+        calls = {i: call(played[i::workers]) for i in range(workers) if played[i::workers]}
+        return score(self.ctx, gathered(played, workers, on_workers(self.ctx, calls)))
+
+    def alone(self, member: str) -> dict:
+        return {"fixed": [[member, self.answering]]}
+
+
+def heldout(cfg: RunConfig) -> dict[str, list[Problem]]:
+    return {t: [as_configured(cfg, p) for p in get_task(t).eval_problems(cfg.tasks.eval_size, cfg.tasks.data_dir)]
+            for t in cfg.tasks.eval}
+
+
+def evaluate_config(run: TeamRun, problems: dict[str, list[Problem]], config: dict) -> dict:
+    """Held-out results of one way of playing (a member alone, or a head): per task accuracy, each problem's mean
+    score, the routing (first choice and every choice), turns and tokens per episode."""
+    cfg, out = run.ctx.cfg, {"tasks": {}, "per_problem": {}, "task_of": {}, "routing": {}, "turns": [], "tokens": []}
+    for task, items in problems.items():
+        groups = run.episodes(items, [config] * len(items), cfg.eval.samples, cfg.eval.temperature)
+        out["tasks"][task] = statistics.fmean(r.correct for g in groups for r in g.results) if groups else 0.0
+        for g in groups:
+            out["per_problem"][g.problem.id] = statistics.fmean(r.correct for r in g.results)
+            out["task_of"][g.problem.id] = task
+            for c in g.completions:
+                for member, role in c.episode.info.get("choices", []):
+                    key = f"{task}|{member}|{role}"
+                    out["routing"][key] = out["routing"].get(key, 0) + 1
+                out["turns"].append(len(c.episode.info.get("choices", [])))
+                out["tokens"].append(c.sampled)
+    out["mixed"] = statistics.fmean(out["per_problem"].values()) if out["per_problem"] else 0.0
+    out["turns"], out["tokens"] = statistics.fmean(out["turns"] or [0]), statistics.fmean(out["tokens"] or [0])
+    return out
+
+
+def es_generation(run: TeamRun, mean: torch.Tensor, problems: list[Problem], generation: int
+                  ) -> tuple[torch.Tensor, dict]:
+    cfg, c = run.ctx.cfg, run.ctx.cfg.team.coordinator
+    members = member_seeds(cfg.seed, generation, c.population, antithetic=True)
+    head = mean.tolist()
+    configs = [{"head": head, "seed": s, "sign": sign, "sigma": c.sigma} for s, sign in members]
+    groups = run.episodes(problems * len(members), [k for k in configs for _ in problems], c.samples)
+    n = len(problems)
+    rewards = [statistics.fmean(s for g in groups[k * n:(k + 1) * n] for s in g.rewards) for k in range(len(members))]
+    new, norm = update({HEAD: mean}, members, normalized(rewards, "rank"), c.lr)
+    return new[HEAD], {"reward_mean": statistics.fmean(rewards), "reward_max": max(rewards), "step_norm": norm}
+
+
+def grpo_generation(run: TeamRun, mean: torch.Tensor, problems: list[Problem], generation: int
+                    ) -> tuple[torch.Tensor, dict]:
+    c = run.ctx.cfg.team.coordinator
+    head = mean.tolist()
+    draws = [{"head": head, "sample": True, "draw": generation * 1000 + j} for j in range(c.samples)]
+    groups = run.episodes([p for p in problems for _ in draws], [d for _ in problems for d in draws], 1)
+    grad, rewards = torch.zeros_like(mean), []
+    for k in range(len(problems)):
+        group = groups[k * c.samples:(k + 1) * c.samples]
+        r = [g.rewards[0] for g in group]
+        rewards += r
+        mu, sd = statistics.fmean(r), statistics.pstdev(r)
+        for g, reward in zip(group, r):
+            advantage = 0.0 if sd < 1e-6 else (reward - mu) / sd
+            grad += policy_gradient(mean, g.completions[0].episode.info.get("decisions", []), advantage)
+    step = c.lr * grad / max(len(rewards), 1)
+    return mean + step, {"reward_mean": statistics.fmean(rewards), "reward_max": max(rewards),
+                         "step_norm": float(step.norm())}
+
+
+GENERATIONS = {"es": es_generation, "grpo": grpo_generation}
+
+
+def run_team(cfg: RunConfig, console=None) -> dict:
+    """Train the pool's missing specialists, measure each member alone, evolve the coordinator, measure the team;
+    write ``team.json``, ``coordinator.pt``, ``routing.png`` and ``generations.jsonl`` in the run directory."""
+    from rlreason.drivers.team_members import prepare_members
+    from rlreason.report.team_report import write_report
+    from rlreason.run.cluster import start_cluster
+    from rlreason.scoring import Scorer
+
+    started = time.perf_counter()
+    pool = prepare_members(cfg, console)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    cluster = start_cluster(cfg, learner=False)
+    try:
+        with Scorer() as scorer:
+            run = TeamRun(Context(cfg, cluster.workers, None, scorer), pool)
+            report = {"members": pool, "roles": run.roles, "optimizer": cfg.team.coordinator.optimizer}
+            problems = {t: fitting(run.ctx, items)[0] for t, items in heldout(cfg).items()}
+            report["alone"] = {m: evaluate_config(run, problems, run.alone(m)) for m in run.names}
+            _say(console, "alone: " + "  ".join(f"{m} {r['mixed']:.3f}" for m, r in report["alone"].items()))
+            mean = torch.zeros(run.shape)
+            report["untrained"] = evaluate_config(run, problems, {"head": mean.tolist()})
+            mean, report["generations"] = evolve(run, mean, console)
+            torch.save(mean, cfg.run_dir / "coordinator.pt")
+            report["team"] = evaluate_config(run, problems, {"head": mean.tolist()})
+    finally:
+        cluster.shutdown()
+    report["wall_s"] = time.perf_counter() - started
+    return write_report(cfg.run_dir, report, console)
+
+
+def evolve(run: TeamRun, mean: torch.Tensor, console) -> tuple[torch.Tensor, list[dict]]:
+    cfg = run.ctx.cfg
+    c, stream, log = cfg.team.coordinator, problem_stream(cfg), []
+    step = GENERATIONS[c.optimizer]
+    with open(cfg.run_dir / "generations.jsonl", "w") as out:
+        for g in range(1, c.generations + 1):
+            began = time.perf_counter()
+            reseed_engines(run.ctx, g)
+            mean, metrics = step(run, mean, take_fitting(run.ctx, stream, c.problems), g)
+            metrics.update(generation=g, seconds=time.perf_counter() - began)
+            log.append(metrics)
+            out.write(json.dumps(metrics) + "\n")
+            out.flush()
+            _say(console, f"generation {g}/{c.generations} ({c.optimizer}): reward {metrics['reward_mean']:.3f} "
+                          f"(best {metrics['reward_max']:.3f}), {metrics['seconds']:.0f}s")
+    return mean, log
+
+
+def _say(console, line: str) -> None:
+    if console is not None:
+        console.print(f"[bold]team[/] {line}")

@@ -1,0 +1,128 @@
+"""The recipe's ``team`` section (``rlreason team``): the pool, the roles, the turn budget and the coordinator; and
+its checks against the model directory (a member's adapter must exist and fit the model, before anything starts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rlreason.section import Section
+
+
+class Member(Section):
+    name: str = Field(min_length=1, description="how the coordinator and the reports call it")
+    adapter: str | None = Field(None, description="a saved LoRA adapter directory, or a run directory (its "
+                                "final/); neither adapter nor train: the base model")
+    train: str | None = Field(None, description="a task: rlreason team first trains this specialist on it "
+                              "(team.specialist_steps, the recipe's model.lora), once per run directory")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Member":
+        if self.adapter is not None and self.train is not None:
+            raise ValueError(f"{self.name}: give adapter or train, not both")
+        return self
+
+    def adapter_dir(self) -> Path | None:
+        """The adapter directory: a run directory's final/ when given a run."""
+        if self.adapter is None:
+            return None
+        path = Path(self.adapter)
+        return path / "final" if not (path / "adapter_config.json").is_file() and \
+            (path / "final" / "adapter_config.json").is_file() else path
+
+
+class Role(Section):
+    name: str = Field(min_length=1)
+    prompt: str = Field("", description="appended to the transcript before the member's turn")
+    answers: bool = Field(False, description="its turns are answers: the last one is the episode's final answer")
+
+
+DEFAULT_ROLES = (
+    Role(name="thinker", prompt="Think about how to solve the problem above. Do not give the final answer yet."),
+    Role(name="worker", prompt="Solve the problem above and give the final answer.", answers=True),
+    Role(name="verifier", prompt="Check the answer above step by step. If it is wrong, say where."),
+)
+
+
+class CoordinatorConfig(Section):
+    """The linear head over the encoder's features of the transcript, and how it is optimised."""
+
+    optimizer: Literal["es", "grpo"] = Field("es", description="es: perturbed heads, seeds only, rank-normalised "
+                                             "rewards; grpo: sampled choices, group-relative advantages, the "
+                                             "policy gradient of the choices' log-probabilities")
+    generations: int = Field(20, ge=0, description="optimisation steps (0: report the untrained head)")
+    problems: int = Field(24, ge=1, description="training problems per generation (mixed over tasks.train)")
+    population: int = Field(8, ge=2, description="es: members per generation (antithetic pairs)")
+    sigma: float = Field(1.0, gt=0.0, description="es: perturbation scale of the head")
+    lr: float = Field(1.0, gt=0.0, description="step size (es: of the mean head; grpo: of the gradient)")
+    samples: int = Field(2, ge=1, description="episodes per training problem (es: per member; grpo: the group, "
+                         "at least 2)")
+    encoder: str | None = Field(None, description="the model whose hidden states the head reads (default: "
+                                "model.path)")
+
+    @model_validator(mode="after")
+    def _group(self) -> "CoordinatorConfig":
+        if self.optimizer == "grpo" and self.samples < 2:
+            raise ValueError(f"samples: grpo compares the episodes of a problem; {self.samples} is too few (>= 2)")
+        return self
+
+    @field_validator("population")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"{v}: antithetic pairs need an even population")
+        return v
+
+
+class TeamConfig(Section):
+    """``rlreason team``: a pool of models routed turn by turn by an evolved coordinator (TRINITY)."""
+
+    members: tuple[Member, ...] = ()
+    roles: tuple[Role, ...] = DEFAULT_ROLES
+    max_turns: int = Field(3, ge=1, description="member turns per episode (the coordinator may stop earlier)")
+    specialist_steps: int = Field(30, ge=1, description="training steps of each member given train: TASK")
+    coordinator: CoordinatorConfig = CoordinatorConfig()
+
+    @model_validator(mode="after")
+    def _names(self) -> "TeamConfig":
+        for what, items in (("members", self.members), ("roles", self.roles)):
+            names = [i.name for i in items]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{what}: {', '.join(twice)} named twice")
+        if not self.roles:
+            raise ValueError("roles: empty; give at least one, e.g. [{name: worker, answers: true}]")
+        return self
+
+
+def check_team(team: TeamConfig, model_dir: Path, lora) -> None:
+    """Every member's adapter exists and fits the model; members to train need model.lora. RecipeError (one line)."""
+    from rlreason.recipe.checks import check_saved_adapter
+    from rlreason.recipe.sections import RecipeError
+    from rlreason.models.info import adapter_misfits
+
+    for m in team.members:
+        field = f"team.members[{m.name}]"
+        if m.train is not None:
+            from rlreason.tasks import TASKS
+            from rlreason.recipe.sections import _resolve
+
+            try:
+                _resolve(TASKS, m.train)
+            except ValueError as e:
+                raise RecipeError(f"{field}.train: {e}") from None
+            if lora is None:
+                raise RecipeError(f"{field}.train: a specialist is a LoRA adapter; set model.lora (e.g. {{rank: 8}})")
+        path = m.adapter_dir()
+        if path is None:
+            continue
+        if not (path / "adapter_config.json").is_file():
+            raise RecipeError(f"{field}.adapter: no PEFT adapter (adapter_config.json) at {m.adapter!r} or its "
+                              "final/")
+        check_saved_adapter(path, model_dir, f"{field}.adapter")
+        misfits = adapter_misfits(path, model_dir)
+        if misfits:
+            raise RecipeError(f"{field}.adapter: made for another model: {misfits[0]} fits none of this model's "
+                              "layer widths")
