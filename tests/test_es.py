@@ -229,6 +229,20 @@ def test_common_noise_members_sample_alike_where_their_perturbations_agree(popul
     assert len({str(member) for member in far}) == len(members)
 
 
+def test_seeded_batches_larger_than_a_step_sample_on_cpu(population_engine):
+    """Common random numbers at scale: 2048 seeded requests overflow a step's 4096 tokens. With chunked prefill a
+    prompt split over two steps made vLLM rewind its seeded generator, which CPU generators cannot do ("CPU
+    Generator does not use offset": the engine crashed); the same seeds give the same completions again."""
+    from rlreason.rollout.engine import SamplingSpec
+    from rlreason.tasks import get_task
+
+    problems = [p for p, _ in zip(get_task("programs").train_problems(seed=1), range(512))]
+    spec = SamplingSpec(n=4, max_tokens=8)
+    first = population_engine._generate(problems, spec, None, list(range(512)))
+    again = population_engine._generate(problems[:8], spec, None, list(range(8)))
+    assert [[c.completion_ids for c in g] for g in first[:8]] == [[c.completion_ids for c in g] for g in again]
+
+
 def test_es_trains_through_rlreason_train_and_keeps_its_elites(tmp_path):
     import json
     from pathlib import Path
