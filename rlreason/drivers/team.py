@@ -20,7 +20,7 @@ import torch
 
 from rlreason.algorithms.es import member_seeds, normalized, update
 from rlreason.controller import Context, as_configured, fitting, gathered, problem_stream, reseed_engines, \
-    sampling_spec, score, take_fitting
+    sampling_spec, score, step_seed, take_fitting
 from rlreason.envs.coordinator import HEAD, head_shape, policy_gradient
 from rlreason.recipe import RunConfig
 from rlreason.rollout.recovery import on_workers
@@ -43,9 +43,10 @@ class TeamRun:
         self.base = {"members": self.names, "roles": self.roles, "max_turns": cfg.team.max_turns,
                      "encoder": self.encoder}
 
-    def episodes(self, problems: list[Problem], configs: list[dict], n: int, temperature: float | None = None
-                 ) -> list[ScoredGroup]:
-        """``n`` team episodes of each problem, problem i under episode config ``configs[i]``; scored."""
+    def episodes(self, problems: list[Problem], configs: list[dict], n: int, temperature: float | None = None,
+                 seeds: list[int] | None = None) -> list[ScoredGroup]:
+        """``n`` team episodes of each problem, problem i under episode config ``configs[i]`` (and sampling seed
+        ``seeds[i]``); scored."""
         played = [replace(p, meta={**p.meta, "env": {"name": "team", "config": {**self.base, **c}}})
                   for p, c in zip(problems, configs)]
         sampling = replace(sampling_spec(self.ctx.cfg, n, temperature),
@@ -53,14 +54,15 @@ class TeamRun:
                                            max_turns=self.ctx.cfg.team.max_turns + 1))
         workers, pool = len(self.ctx.workers), self.pool
 
-        def call(chunk):
+        def call(chunk, chunk_seeds):
             def send(worker):  # (a restarted worker serves the pool again before it plays)
                 worker.serve_team.remote(pool)
                 worker.resume_serving.remote()
-                return worker.generate.remote(chunk, sampling)
+                return worker.generate.remote(chunk, sampling, None, chunk_seeds)
             return send
 
-        calls = {i: call(played[i::workers]) for i in range(workers) if played[i::workers]}
+        calls = {i: call(played[i::workers], None if seeds is None else seeds[i::workers])
+                 for i in range(workers) if played[i::workers]}
         return score(self.ctx, gathered(played, workers, on_workers(self.ctx, calls)))
 
     def alone(self, member: str) -> dict:
@@ -93,13 +95,21 @@ def evaluate_config(run: TeamRun, problems: dict[str, list[Problem]], config: di
     return out
 
 
+def common_seeds(cfg: RunConfig, generation: int, n: int) -> list[int]:
+    """Problem k's sampling seed in a generation, the same for every candidate head (common random numbers: where
+    two heads route a problem alike, its answers are the same, so their rewards differ by their routes)."""
+    base = step_seed(cfg.seed, generation, 0, "team") % 2**30
+    return [base + k * 1000 for k in range(n)]
+
+
 def es_generation(run: TeamRun, mean: torch.Tensor, problems: list[Problem], generation: int
                   ) -> tuple[torch.Tensor, dict]:
     cfg, c = run.ctx.cfg, run.ctx.cfg.team.coordinator
     members = member_seeds(cfg.seed, generation, c.population, antithetic=True)
     head = mean.tolist()
     configs = [{"head": head, "seed": s, "sign": sign, "sigma": c.sigma} for s, sign in members]
-    groups = run.episodes(problems * len(members), [k for k in configs for _ in problems], c.samples)
+    groups = run.episodes(problems * len(members), [k for k in configs for _ in problems], c.samples,
+                          cfg.eval.temperature, common_seeds(cfg, generation, len(problems)) * len(members))
     n = len(problems)
     rewards = [statistics.fmean(s for g in groups[k * n:(k + 1) * n] for s in g.rewards) for k in range(len(members))]
     new, norm = update({HEAD: mean}, members, normalized(rewards, "rank"), c.lr)
@@ -111,7 +121,9 @@ def grpo_generation(run: TeamRun, mean: torch.Tensor, problems: list[Problem], g
     c = run.ctx.cfg.team.coordinator
     head = mean.tolist()
     draws = [{"head": head, "sample": True, "draw": generation * 1000 + j} for j in range(c.samples)]
-    groups = run.episodes([p for p in problems for _ in draws], [d for _ in problems for d in draws], 1)
+    seeds = common_seeds(run.ctx.cfg, generation, len(problems))
+    groups = run.episodes([p for p in problems for _ in draws], [d for _ in problems for d in draws], 1,
+                          run.ctx.cfg.eval.temperature, [s for s in seeds for _ in draws])
     grad, rewards = torch.zeros_like(mean), []
     for k in range(len(problems)):
         group = groups[k * c.samples:(k + 1) * c.samples]
