@@ -21,7 +21,7 @@ import torch
 from rlreason.algorithms.es import member_seeds, normalized, update
 from rlreason.controller import Context, as_configured, fitting, gathered, problem_stream, reseed_engines, \
     sampling_spec, score, step_seed, take_fitting
-from rlreason.envs.coordinator import HEAD, head_shape, policy_gradient
+from rlreason.envs.coordinator import HEAD, Encoder, head_shape, policy_gradient
 from rlreason.recipe import RunConfig
 from rlreason.rollout.recovery import on_workers
 from rlreason.tasks import get_task
@@ -40,8 +40,10 @@ class TeamRun:
         self.answering = next((r.name for r in cfg.team.roles if r.answers), cfg.team.roles[0].name)
         self.encoder = cfg.team.coordinator.encoder or cfg.model.resolved_path()
         self.shape = head_shape(hidden_size(self.encoder) + 1, self.names, [r["name"] for r in self.roles])
+        stream = problem_stream(cfg)  # (the coordinator's first training prompts: what its transcripts share)
+        self.center = Encoder.of(self.encoder).center([next(stream).prompt for _ in range(64)])
         self.base = {"members": self.names, "roles": self.roles, "max_turns": cfg.team.max_turns,
-                     "encoder": self.encoder}
+                     "encoder": self.encoder, "center": self.center.tolist()}
 
     def episodes(self, problems: list[Problem], configs: list[dict], n: int, temperature: float | None = None,
                  seeds: list[int] | None = None) -> list[ScoredGroup]:
@@ -104,7 +106,7 @@ def common_seeds(cfg: RunConfig, generation: int, n: int) -> list[int]:
 
 def es_generation(run: TeamRun, mean: torch.Tensor, problems: list[Problem], generation: int
                   ) -> tuple[torch.Tensor, dict]:
-    cfg, c = run.ctx.cfg, run.ctx.cfg.team.coordinator
+    cfg, c = run.ctx.cfg, settings(run.ctx.cfg)
     members = member_seeds(cfg.seed, generation, c.population, antithetic=True)
     head = mean.tolist()
     configs = [{"head": head, "seed": s, "sign": sign, "sigma": c.sigma} for s, sign in members]
@@ -118,7 +120,7 @@ def es_generation(run: TeamRun, mean: torch.Tensor, problems: list[Problem], gen
 
 def grpo_generation(run: TeamRun, mean: torch.Tensor, problems: list[Problem], generation: int
                     ) -> tuple[torch.Tensor, dict]:
-    c = run.ctx.cfg.team.coordinator
+    c = settings(run.ctx.cfg)
     head = mean.tolist()
     draws = [{"head": head, "sample": True, "draw": generation * 1000 + j} for j in range(c.samples)]
     seeds = common_seeds(run.ctx.cfg, generation, len(problems))
@@ -138,7 +140,17 @@ def grpo_generation(run: TeamRun, mean: torch.Tensor, problems: list[Problem], g
                          "step_norm": float(step.norm())}
 
 
-GENERATIONS = {"es": es_generation, "grpo": grpo_generation}
+# Each optimizer's generation, and its own step size and episodes per problem (team.coordinator.lr / samples null).
+# Measured on the shipped recipe's pool: grpo at lr 1 with 2 samples routed only part of one task after 20
+# generations; at lr 4 with 4 samples it routed programs to the programmer (one seed).
+OPTIMIZERS = {"es": (es_generation, {"lr": 1.0, "samples": 2}), "grpo": (grpo_generation, {"lr": 4.0, "samples": 4})}
+
+
+def settings(cfg: RunConfig):
+    """The coordinator's settings with the optimizer's own step size and samples where the recipe left them null."""
+    c = cfg.team.coordinator
+    own = OPTIMIZERS[c.optimizer][1]
+    return c.model_copy(update={k: getattr(c, k) if getattr(c, k) is not None else v for k, v in own.items()})
 
 
 def run_team(cfg: RunConfig, console=None) -> dict:
@@ -163,7 +175,8 @@ def run_team(cfg: RunConfig, console=None) -> dict:
             mean = torch.zeros(run.shape)
             report["untrained"] = evaluate_config(run, problems, {"head": mean.tolist()})
             mean, report["generations"] = evolve(run, mean, console)
-            torch.save(mean, cfg.run_dir / "coordinator.pt")
+            torch.save({"head": mean, "center": run.center, "members": run.names,
+                        "roles": [r["name"] for r in run.roles]}, cfg.run_dir / "coordinator.pt")
             report["team"] = evaluate_config(run, problems, {"head": mean.tolist()})
     finally:
         cluster.shutdown()
@@ -174,7 +187,7 @@ def run_team(cfg: RunConfig, console=None) -> dict:
 def evolve(run: TeamRun, mean: torch.Tensor, console) -> tuple[torch.Tensor, list[dict]]:
     cfg = run.ctx.cfg
     c, stream, log = cfg.team.coordinator, problem_stream(cfg), []
-    step = GENERATIONS[c.optimizer]
+    step = OPTIMIZERS[c.optimizer][0]
     with open(cfg.run_dir / "generations.jsonl", "w") as out:
         for g in range(1, c.generations + 1):
             began = time.perf_counter()

@@ -49,15 +49,26 @@ class Encoder:
         return _encoders[path]
 
     @torch.no_grad()
-    def features(self, text: str) -> torch.Tensor:
+    def hidden(self, text: str) -> torch.Tensor:
+        """The text's mean middle-layer hidden state, scaled to unit length."""
         if text not in self._cache:
             if len(self._cache) > 8192:
                 self._cache.clear()
             ids = self.tokenizer.encode(text)[-self.max_len:] or [self.tokenizer.eos_token_id or 0]
             out = self.model(torch.tensor([ids]), output_hidden_states=True)
             h = out.hidden_states[self.layer][0].float().mean(0)
-            self._cache[text] = torch.cat([h / h.norm().clamp_min(1e-6), torch.ones(1)])
+            self._cache[text] = h / h.norm().clamp_min(1e-6)
         return self._cache[text]
+
+    def features(self, text: str, center: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's input: the hidden state minus ``center`` (what all transcripts share), and a 1 (the bias)."""
+        h = self.hidden(text)
+        return torch.cat([h if center is None else h - center, torch.ones(1)])
+
+    def center(self, texts: list[str]) -> torch.Tensor:
+        """The mean hidden state of ``texts`` (the coordinator's training prompts): subtracted, it leaves what tells
+        transcripts apart (on the embedded model, addition and subtraction prompts' mean states have cosine 0.88)."""
+        return torch.stack([self.hidden(t) for t in texts]).mean(0)
 
 
 def head_shape(dim: int, members: list[str], roles: list[str]) -> tuple[int, int]:

@@ -28,7 +28,8 @@ class Team(Environment):
 
     def __init__(self, members: list[str], roles: list[dict], max_turns: int = 3, encoder: str | None = None,
                  head: list | None = None, seed: int | None = None, sign: int = 1, sigma: float = 0.0,
-                 sample: bool = False, draw: int = 0, fixed: list | None = None, **config) -> None:
+                 sample: bool = False, draw: int = 0, fixed: list | None = None, center: list | None = None,
+                 **config) -> None:
         super().__init__(**config)
         self.members, self.roles = list(members), {r["name"]: r for r in roles}
         self.max_turns, self.fixed = max_turns, None if fixed is None else [tuple(c) if c else None for c in fixed]
@@ -43,6 +44,7 @@ class Team(Environment):
             mean = torch.tensor(head, dtype=torch.float32) if head is not None else \
                 torch.zeros(self.encoder.dim, len(self.options))
             self.head = member_head(mean, seed, sign, sigma)
+            self.center = None if center is None else torch.tensor(center, dtype=torch.float32)
         self.sample, self.draw = sample, draw
         self.member: str | None = None
         self.info: dict = {"choices": [], "errors": 0}
@@ -112,7 +114,7 @@ class Team(Environment):
             return self.fixed[k] if k < len(self.fixed) else None
         from rlreason.envs.coordinator import decide
 
-        features = self.encoder.features(self.text)
+        features = self.encoder.features(self.text, self.center)
         k = decide(self.head, features, allow_stop, self.rng)
         if self.sample:
             self.info.setdefault("decisions", []).append([features.tolist(), k, allow_stop])

@@ -56,15 +56,16 @@ class CoordinatorConfig(Section):
     problems: int = Field(24, ge=1, description="training problems per generation (mixed over tasks.train)")
     population: int = Field(8, ge=2, description="es: members per generation (antithetic pairs)")
     sigma: float = Field(1.0, gt=0.0, description="es: perturbation scale of the head")
-    lr: float = Field(1.0, gt=0.0, description="step size (es: of the mean head; grpo: of the gradient)")
-    samples: int = Field(2, ge=1, description="episodes per training problem (es: per member; grpo: the group, "
-                         "at least 2)")
+    lr: float | None = Field(None, gt=0.0, description="step size (es: of the mean head; grpo: of the gradient); "
+                             "null: the optimizer's own (es 1.0, grpo 4.0)")
+    samples: int | None = Field(None, ge=1, description="episodes per training problem (es: per member; grpo: the "
+                                "group, at least 2); null: the optimizer's own (es 2, grpo 4)")
     encoder: str | None = Field(None, description="the model whose hidden states the head reads (default: "
                                 "model.path)")
 
     @model_validator(mode="after")
     def _group(self) -> "CoordinatorConfig":
-        if self.optimizer == "grpo" and self.samples < 2:
+        if self.optimizer == "grpo" and self.samples is not None and self.samples < 2:
             raise ValueError(f"samples: grpo compares the episodes of a problem; {self.samples} is too few (>= 2)")
         return self
 
