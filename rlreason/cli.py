@@ -219,20 +219,12 @@ def report(run_dirs: list[Path] = typer.Argument(..., help="finished run directo
 
 
 def _report(run_dirs: list[Path], out: Path, target: Optional[float], title: str, recipe_text=None) -> None:
-    from rlreason.compare.report import markdown, write_report
-    from rlreason.compare.runs import finished, load_run
+    from rlreason.compare.report import report_runs
 
-    for skipped in [d for d in run_dirs if not finished(d)]:
-        typer.echo(f"warning: skipping {skipped}: not a finished run", err=True)
     try:
-        runs = [load_run(d) for d in run_dirs if finished(d)]
+        report_runs(run_dirs, out, target, title, recipe_text, typer.echo)
     except ValueError as e:
         _fail(f"run_dirs: {e}")
-    if not runs:
-        _fail("run_dirs: no finished runs to report on")
-    analysis = write_report(runs, out, title, target, recipe_text)
-    typer.echo(markdown(analysis, [], title).strip())
-    typer.echo(f"report: {out / 'report.md'} and report.html, plots and analysis.json in {out}/")
 
 
 @app.command("pretrain-tiny")
@@ -308,7 +300,7 @@ def recipes() -> None:
 
     for name in shipped_recipes():
         first = (recipes_dir() / f"{name}.yaml").read_text().splitlines()[0]
-        typer.echo(f"{name:10s} {first.lstrip('# ') if first.startswith('#') else ''}")
+        typer.echo(f"{name:14s} {first.lstrip('# ') if first.startswith('#') else ''}")
 
 
 @app.command()
@@ -328,8 +320,7 @@ def verifiers() -> None:
     from rlreason.verifiers import VERIFIERS
 
     for name in VERIFIERS.names():
-        doc = (VERIFIERS.get(name).__doc__ or "").strip().splitlines()
-        typer.echo(f"{name:14s} {doc[0] if doc else ''}")
+        typer.echo(f"{name:14s} {((VERIFIERS.get(name).__doc__ or '').strip().splitlines() or [''])[0]}")
 
 
 @app.command()
@@ -346,16 +337,18 @@ def team(args: Optional[list[str]] = typer.Argument(None, help="RECIPE [dotted.k
          ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster")) -> None:
     """Evolve a coordinator that routes team.members turn by turn; report the team vs each member vs the oracle."""
     cfg = _recipe(args, ray_address, False)
-    if not cfg.team.members:
-        _fail("team.members: empty; list the pool, e.g. [{name: adder, adapter: runs/add/final}, {name: base}]")
     from rich.console import Console
 
     from rlreason.drivers.team import run_team
+    from rlreason.recipe import RecipeError
 
     c, console = cfg.team.coordinator, Console()
     console.print(f"[bold]rlreason[/] team [cyan]{cfg.name}[/]: {', '.join(m.name for m in cfg.team.members)}; "
                   f"{c.optimizer} coordinator, {c.generations} generations; output in {cfg.run_dir}/")
-    run_team(cfg, console)
+    try:
+        run_team(cfg, console)
+    except RecipeError as e:
+        _fail_run(cfg, e)
 
 
 @app.command()

@@ -117,6 +117,13 @@ def test_an_invalid_choice_is_an_error_in_the_transcript_not_a_failed_episode(te
         assert sum(t.role == "assistant" for t in c.episode.turns) == 1  # (a wrote the one turn left)
 
 
+def test_a_script_that_stops_first_or_runs_out_still_has_a_member_answer(team_engine, tiny_model_path):
+    for fixed in ([], [None]):
+        c = _play(team_engine, tiny_model_path, _problems(1), {"fixed": fixed}, max_turns=1)[0][0]
+        assert not c.episode.failed and c.episode.info["choices"] == [["a", "worker"]]
+        assert c.episode.info["errors"] == 1  # (no choice before the first turn: an error, the first member answers)
+
+
 def test_the_grpo_step_is_the_policy_gradient_of_the_choices():
     g = torch.Generator().manual_seed(0)
     head = torch.randn(5, 4, generator=g)
@@ -148,6 +155,17 @@ def test_a_member_that_is_missing_or_made_for_another_model_is_refused_in_one_li
         load_config("team", [f"team.members=[{{name: z, adapter: {adapters['a']}, train: addition}}]"])
     with pytest.raises(RecipeError, match=r"^team\.members\[w\]\.train: .*addtion"):
         load_config("team", ["team.members=[{name: w, train: addtion}]"])
+    with pytest.raises(RecipeError, match=r"^team\.coordinator\.encoder: no model directory .* at 'org/model'"):
+        load_config("team", ["team.coordinator.encoder=org/model"])
+
+
+def test_tasks_with_their_own_environment_are_refused_before_anything_trains(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "rlreason.cli", "team", "team", "tasks.eval=[addition,calculator]"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().splitlines()[-1] == (
+        "error: tasks.eval: 'calculator' is played in environment 'calculator'; a team answers plain tasks "
+        "(allowed: tasks without an environment)")
+    assert not (tmp_path / "runs" / "tiny-team" / "members").exists()
 
 
 def test_rlreason_team_trains_a_specialist_then_evolves_and_reports(adapters, tmp_path):
@@ -172,3 +190,14 @@ def test_rlreason_team_trains_a_specialist_then_evolves_and_reports(adapters, tm
     assert saved["head"].shape == (129, 4) and saved["center"].shape == (128,) and saved["members"] == ["a", "fresh",
                                                                                                          "base"]
     assert "team (es)" in run.stdout and "oracle" in run.stdout
+
+    # the saved coordinator, evaluated again (paired seeds: the same answers, the same numbers)
+    pool = (f"team.members=[{{name: a, adapter: {adapters['a']}}}, {{name: fresh, adapter: {out}/members/fresh}}, "
+            "{name: base}]")
+    again = subprocess.run([sys.executable, "-m", "rlreason.cli", "team", "team", *overrides[1:], pool, "name=u",
+                            f"team.coordinator.init={out}/coordinator.pt", "team.coordinator.generations=0"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads((tmp_path / "runs" / "u" / "team.json").read_text())
+    assert second["team"]["per_problem"] == report["team"]["per_problem"]
+    assert second["alone"]["a"]["per_problem"] == report["alone"]["a"]["per_problem"]

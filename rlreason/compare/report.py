@@ -103,3 +103,18 @@ def write_report(runs: list[RunRecord], out: Path, title: str, target: float | N
     (out / "report.md").write_text(markdown(analysis, plots, title))
     (out / "report.html").write_text(html_page(analysis, plots, title))
     return analysis
+
+
+def report_runs(run_dirs: list[Path], out: Path, target: float | None, title: str, recipe_text, echo) -> None:
+    """``rlreason report`` / the end of ``rlreason compare``: the report of the finished runs among ``run_dirs``
+    (ValueError, one line, when none is usable)."""
+    from rlreason.compare.runs import finished, load_run
+
+    for skipped in [d for d in run_dirs if not finished(d)]:
+        echo(f"warning: skipping {skipped}: not a finished run", err=True)
+    runs = [load_run(d) for d in run_dirs if finished(d)]
+    if not runs:
+        raise ValueError("no finished runs to report on")
+    analysis = write_report(runs, out, title, target, recipe_text)
+    echo(markdown(analysis, [], title).strip())
+    echo(f"report: {out / 'report.md'} and report.html, plots and analysis.json in {out}/")

@@ -15,6 +15,7 @@ import json
 import statistics
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -38,10 +39,11 @@ class TeamRun:
         self.names = list(pool)
         self.roles = [r.model_dump() for r in cfg.team.roles]
         self.answering = next((r.name for r in cfg.team.roles if r.answers), cfg.team.roles[0].name)
-        self.encoder = cfg.team.coordinator.encoder or cfg.model.resolved_path()
+        self.encoder = str(Path(cfg.team.coordinator.encoder or cfg.model.resolved_path()).resolve())
         self.shape = head_shape(hidden_size(self.encoder) + 1, self.names, [r["name"] for r in self.roles])
         stream = problem_stream(cfg)  # (the coordinator's first training prompts: what its transcripts share)
         self.center = Encoder.of(self.encoder).center([next(stream).prompt for _ in range(64)])
+        Encoder.release(self.encoder)  # (the engines hold their own)
         self.base = {"members": self.names, "roles": self.roles, "max_turns": cfg.team.max_turns,
                      "encoder": self.encoder, "center": self.center.tolist()}
 
@@ -65,7 +67,11 @@ class TeamRun:
 
         calls = {i: call(played[i::workers], None if seeds is None else seeds[i::workers])
                  for i in range(workers) if played[i::workers]}
-        return score(self.ctx, gathered(played, workers, on_workers(self.ctx, calls)))
+        done = gathered(played, workers, on_workers(self.ctx, calls))
+        episodes = [c.episode for _, group in done for c in group]
+        if episodes and all(e.failed for e in episodes):  # (a coordinator that cannot start: say so, not 0s)
+            raise RuntimeError(f"every team episode failed; the first: {episodes[0].error}")
+        return score(self.ctx, [(p, group) for p, (_, group) in zip(problems, done)])  # (scored as the task's own)
 
     def alone(self, member: str) -> dict:
         return {"fixed": [[member, self.answering]]}
@@ -78,18 +84,21 @@ def heldout(cfg: RunConfig) -> dict[str, list[Problem]]:
 
 def evaluate_config(run: TeamRun, problems: dict[str, list[Problem]], config: dict) -> dict:
     """Held-out results of one way of playing (a member alone, or a head): per task accuracy, each problem's mean
-    score, the routing (first choice and every choice), turns and tokens per episode."""
+    score, the routing (first choice and every choice), turns and tokens per episode. Paired: every way of playing
+    samples held-out problem k with the same seeds, so a team that routes a problem to a member gets exactly that
+    member's answers there, and team, members and oracle differ by their routes, not by sampling luck."""
     cfg, out = run.ctx.cfg, {"tasks": {}, "per_problem": {}, "task_of": {}, "routing": {}, "turns": [], "tokens": []}
-    for task, items in problems.items():
-        groups = run.episodes(items, [config] * len(items), cfg.eval.samples, cfg.eval.temperature)
+    for t, (task, items) in enumerate(problems.items()):
+        seeds = [s + t * 1_000_003 for s in common_seeds(cfg, 0, len(items))]  # (generation 0: held out)
+        groups = run.episodes(items, [config] * len(items), cfg.eval.samples, cfg.eval.temperature, seeds)
         out["tasks"][task] = statistics.fmean(r.correct for g in groups for r in g.results) if groups else 0.0
         for g in groups:
             out["per_problem"][g.problem.id] = statistics.fmean(r.correct for r in g.results)
             out["task_of"][g.problem.id] = task
+            routes = out["routing"].setdefault(task, {})
             for c in g.completions:
                 for member, role in c.episode.info.get("choices", []):
-                    key = f"{task}|{member}|{role}"
-                    out["routing"][key] = out["routing"].get(key, 0) + 1
+                    routes[f"{member}/{role}"] = routes.get(f"{member}/{role}", 0) + 1
                 out["turns"].append(len(c.episode.info.get("choices", [])))
                 out["tokens"].append(c.sampled)
     out["mixed"] = statistics.fmean(out["per_problem"].values()) if out["per_problem"] else 0.0
@@ -162,6 +171,7 @@ def run_team(cfg: RunConfig, console=None) -> dict:
     from rlreason.scoring import Scorer
 
     started = time.perf_counter()
+    check_runnable(cfg)
     pool = prepare_members(cfg, console)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cluster = start_cluster(cfg, learner=False)
@@ -172,16 +182,52 @@ def run_team(cfg: RunConfig, console=None) -> dict:
             problems = {t: fitting(run.ctx, items)[0] for t, items in heldout(cfg).items()}
             report["alone"] = {m: evaluate_config(run, problems, run.alone(m)) for m in run.names}
             _say(console, "alone: " + "  ".join(f"{m} {r['mixed']:.3f}" for m, r in report["alone"].items()))
-            mean = torch.zeros(run.shape)
-            report["untrained"] = evaluate_config(run, problems, {"head": mean.tolist()})
-            mean, report["generations"] = evolve(run, mean, console)
+            start = initial_head(cfg, run)
+            report["before"] = evaluate_config(run, problems, {"head": start.tolist()})
+            mean, report["generations"] = evolve(run, start, console)
             torch.save({"head": mean, "center": run.center, "members": run.names,
                         "roles": [r["name"] for r in run.roles]}, cfg.run_dir / "coordinator.pt")
-            report["team"] = evaluate_config(run, problems, {"head": mean.tolist()})
+            report["team"] = report["before"] if mean is start else \
+                evaluate_config(run, problems, {"head": mean.tolist()})
     finally:
         cluster.shutdown()
     report["wall_s"] = time.perf_counter() - started
     return write_report(cfg.run_dir, report, console)
+
+
+def initial_head(cfg: RunConfig, run: TeamRun) -> torch.Tensor:
+    """Zeros, or the head of a saved coordinator (``team.coordinator.init``: its ``coordinator.pt``), which must
+    have been trained on this pool and these roles."""
+    from rlreason.recipe import RecipeError
+
+    if cfg.team.coordinator.init is None:
+        return torch.zeros(run.shape)
+    saved = torch.load(cfg.team.coordinator.init)
+    if saved["members"] != run.names or saved["roles"] != [r["name"] for r in run.roles]:
+        raise RecipeError(f"team.coordinator.init: that coordinator routes {saved['members']} x {saved['roles']}, "
+                          f"not this recipe's {run.names} x {[r['name'] for r in run.roles]}")
+    run.center = saved["center"]  # (the head reads hidden states centred as when it was trained)
+    run.base["center"] = run.center.tolist()
+    return saved["head"]
+
+
+def check_runnable(cfg: RunConfig) -> None:
+    """One line before anything trains: a pool and held-out tasks to report on, and plain tasks (a team plays the
+    problems itself: tasks that bring an environment of their own, tools, games, agents, are refused)."""
+    from rlreason.recipe import RecipeError
+
+    if not cfg.team.members:
+        raise RecipeError("team.members: empty; list the pool, e.g. [{name: adder, adapter: runs/add/final}, "
+                          "{name: base}]")
+    if not cfg.tasks.eval:
+        raise RecipeError("tasks.eval: empty; the team is reported on held-out tasks (e.g. [addition, programs])")
+
+    for field, names in (("tasks.eval", cfg.tasks.eval), ("tasks.train", cfg.tasks.train)):
+        for name in names:
+            problem = next(iter(get_task(name).eval_problems(1, cfg.tasks.data_dir)), None)
+            if problem is not None and "env" in problem.meta:
+                raise RecipeError(f"{field}: {name!r} is played in environment {problem.meta['env']['name']!r}; a "
+                                  "team answers plain tasks (allowed: tasks without an environment)")
 
 
 def evolve(run: TeamRun, mean: torch.Tensor, console) -> tuple[torch.Tensor, list[dict]]:

@@ -48,6 +48,10 @@ class Encoder:
             _encoders[path] = cls(path)
         return _encoders[path]
 
+    @staticmethod
+    def release(path: str) -> None:
+        _encoders.pop(path, None)
+
     @torch.no_grad()
     def hidden(self, text: str) -> torch.Tensor:
         """The text's mean middle-layer hidden state, scaled to unit length."""

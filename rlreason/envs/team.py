@@ -52,13 +52,14 @@ class Team(Environment):
     def reset(self, problem: Problem):
         self.chat = "messages" in problem.meta
         self.rng = random.Random(zlib.crc32(f"{problem.id}/{self.draw}".encode())) if self.sample else None
-        self.text, self.turns, self.answer = problem.prompt, 0, None
+        self.text, self.turns, self.answer, self._last = problem.prompt, 0, None, None
         notes = self._choose(first=True)
         prompt = self._role_prompt()
+        self.text += notes + prompt
         if not self.chat:
             return problem.prompt + notes + prompt
         messages = [dict(m) for m in problem.meta["messages"]]
-        messages[-1]["content"] = messages[-1]["content"] + notes + (f"\n\n{prompt}" if prompt else "")
+        messages[-1]["content"] = messages[-1]["content"] + notes + prompt
         return messages
 
     def step(self, action: str) -> StepResult:
@@ -78,9 +79,12 @@ class Team(Environment):
             return StepResult(observation=[{"role": "user", "content": prompt.strip() or "Continue."}])
         return StepResult(observation=prompt)
 
+    def final_answer(self) -> str | None:
+        """The text the problem's verifier judges: the last non-empty answer, else (no answering role spoke, or a
+        limit ended the episode first) the last turn."""
+        return self.answer if self.answer is not None else self._last
+
     def _done(self) -> StepResult:
-        if self.answer is None:
-            self.answer = self._last  # (no answering role spoke: the last turn is the answer)
         self.member = None
         return StepResult(done=True, info=self.info)
 
@@ -90,19 +94,24 @@ class Team(Environment):
         notes = ""
         while self.turns < self.max_turns:
             pick = self._pick(allow_stop=not first)
-            if pick is None:
+            if pick is None and not first:
                 self.member = None
                 return notes
-            member, role = pick
-            if member in self.members and role in self.roles:
+            member, role = pick or (None, None)
+            if pick is None:  # (a scripted coordinator that stops before the first turn)
+                self.info["errors"] += 1
+                self.turns += 1
+                notes += "\n[coordinator error: it stopped before the first turn]"
+            elif member in self.members and role in self.roles:
                 self.member = member
                 self.info["choices"].append([member, role])
                 return notes
-            self.info["errors"] += 1
-            self.turns += 1
-            notes += (f"\n[coordinator error: no member {member!r} (members: {', '.join(self.members)})]"
-                      if member not in self.members else
-                      f"\n[coordinator error: no role {role!r} (roles: {', '.join(self.roles)})]")
+            else:
+                self.info["errors"] += 1
+                self.turns += 1
+                notes += (f"\n[coordinator error: no member {member!r} (members: {', '.join(self.members)})]"
+                          if member not in self.members else
+                          f"\n[coordinator error: no role {role!r} (roles: {', '.join(self.roles)})]")
         self.member = None if not first else self.members[0]  # (nothing valid: the first member answers)
         if first:
             self.info["choices"].append([self.members[0], next(iter(self.roles))])
@@ -121,4 +130,6 @@ class Team(Environment):
         return self.options[k]  # (None: stop)
 
     def _role_prompt(self) -> str:
-        return self.roles[self.info["choices"][-1][1]].get("prompt", "") if self.member is not None else ""
+        """The chosen role's prompt, after a blank line (none for a role without one)."""
+        prompt = self.roles[self.info["choices"][-1][1]].get("prompt", "") if self.member is not None else ""
+        return f"\n\n{prompt}" if prompt else ""

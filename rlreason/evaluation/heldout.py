@@ -23,7 +23,8 @@ def evaluate_groups(ctx: Context, name: str, n: int, temperature: float,
                     adapter: dict | None = None) -> tuple[list[ScoredGroup], int]:
     """Task ``name``'s held-out problems that fit the context, ``n`` completions each, scored; and how many
     problems did not fit. ``adapter``: tensors of an adapter evaluated instead of the policy."""
-    # No per-request seed: vLLM's CPU sampler rejects seeded generators ("CPU Generator does not use offset").
+    # No per-request seed: the engines draw from their own seeded stream (reseed_engines). (Seeded requests on CPU
+    # crashed vLLM, "CPU Generator does not use offset", until chunked prefill was turned off there.)
     sampling = replace(sampling_spec(ctx.cfg, n, temperature), ignore_eos=False)
     problems, too_long = fitting(ctx, eval_problems(ctx.cfg, name))
     return (score(ctx, generate(ctx, problems, sampling, adapter)) if problems else []), too_long

@@ -68,10 +68,11 @@ def adapter_misfits(adapter_dir: Path, model_dir: Path) -> list[str]:
     """The adapter's LoRA tensors whose outer dimension is none of the model's layer widths (an adapter trained on
     another model), read from headers only."""
     config = json.loads((model_dir / "config.json").read_text())
-    heads, head_dim = config.get("num_attention_heads", 0), config.get("head_dim")
-    head_dim = head_dim or config.get("hidden_size", 0) // max(heads, 1)
-    widths = {config.get("hidden_size"), config.get("intermediate_size"), heads * head_dim,
-              config.get("num_key_value_heads", heads) * head_dim}
+    config = config.get("text_config") or config  # (a multimodal model's language part)
+    heads, head_dim = config.get("num_attention_heads") or 0, config.get("head_dim")
+    head_dim = head_dim or (config.get("hidden_size") or 0) // max(heads, 1)
+    widths = {config.get("hidden_size"), config.get("intermediate_size"), config.get("moe_intermediate_size"),
+              heads * head_dim, (config.get("num_key_value_heads") or heads) * head_dim}
     out = []
     for name, entry in _header(adapter_dir / "adapter_model.safetensors").items():
         shape = entry.get("shape", []) if name != "__metadata__" else []

@@ -46,13 +46,16 @@ DEFAULT_ROLES = (
 )
 
 
+MIN_SAMPLES = {"es": 1, "grpo": 2}  # episodes per problem each optimizer needs (grpo compares a problem's episodes)
+
+
 class CoordinatorConfig(Section):
     """The linear head over the encoder's features of the transcript, and how it is optimised."""
 
     optimizer: Literal["es", "grpo"] = Field("es", description="es: perturbed heads, seeds only, rank-normalised "
                                              "rewards; grpo: sampled choices, group-relative advantages, the "
                                              "policy gradient of the choices' log-probabilities")
-    generations: int = Field(20, ge=0, description="optimisation steps (0: report the untrained head)")
+    generations: int = Field(20, ge=0, description="optimisation steps (0: report the starting head: zeros, or init)")
     problems: int = Field(24, ge=1, description="training problems per generation (mixed over tasks.train)")
     population: int = Field(8, ge=2, description="es: members per generation (antithetic pairs)")
     sigma: float = Field(1.0, gt=0.0, description="es: perturbation scale of the head")
@@ -62,11 +65,15 @@ class CoordinatorConfig(Section):
                                 "group, at least 2); null: the optimizer's own (es 2, grpo 4)")
     encoder: str | None = Field(None, description="the model whose hidden states the head reads (default: "
                                 "model.path)")
+    init: str | None = Field(None, description="start from a saved coordinator (a team run's coordinator.pt); with "
+                             "generations: 0, evaluate it")
 
     @model_validator(mode="after")
     def _group(self) -> "CoordinatorConfig":
-        if self.optimizer == "grpo" and self.samples is not None and self.samples < 2:
-            raise ValueError(f"samples: grpo compares the episodes of a problem; {self.samples} is too few (>= 2)")
+        least = MIN_SAMPLES[self.optimizer]
+        if self.samples is not None and self.samples < least:
+            raise ValueError(f"samples: {self.optimizer} needs at least {least} episodes per problem, not "
+                             f"{self.samples}")
         return self
 
     @field_validator("population")
@@ -104,6 +111,12 @@ def check_team(team: TeamConfig, model_dir: Path, lora) -> None:
     from rlreason.recipe.sections import RecipeError
     from rlreason.models.info import adapter_misfits
 
+    if team.coordinator.init is not None and not Path(team.coordinator.init).is_file():
+        raise RecipeError(f"team.coordinator.init: no saved coordinator at {team.coordinator.init!r} (a team run's "
+                          "coordinator.pt)")
+    encoder = team.coordinator.encoder
+    if encoder is not None and not (Path(encoder) / "config.json").is_file():
+        raise RecipeError(f"team.coordinator.encoder: no model directory (with config.json) at {encoder!r}")
     for m in team.members:
         field = f"team.members[{m.name}]"
         if m.train is not None:

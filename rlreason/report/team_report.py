@@ -1,7 +1,7 @@
 """What ``rlreason team`` reports: held-out accuracy of each member alone, the oracle router (the best member per
-problem), the untrained and the evolved team, per task and mixed; the routing matrix (which member and role got
-which task's turns) as a table and a picture; turns and tokens per episode. Written to ``team.json`` and
-``routing.png``."""
+problem), the team before and after training its coordinator, per task and mixed; the routing matrix (which member
+and role got which task's turns) as a table and a picture; turns and tokens per episode. Written to ``team.json``
+and ``routing.png``."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ def oracle(alone: dict[str, dict], tasks: list[str]) -> dict:
             "mixed": statistics.fmean(best.values()) if best else 0.0}
 
 
-def routing_matrix(routing: dict[str, int], tasks: list[str]) -> tuple[list[str], list[list[float]]]:
+def routing_matrix(routing: dict[str, dict[str, int]], tasks: list[str]) -> tuple[list[str], list[list[float]]]:
     """Columns ``member/role``; row t: the share of task t's turns each column wrote."""
-    columns = sorted({k.split("|", 1)[1].replace("|", "/") for k in routing})
+    columns = sorted({c for counts in routing.values() for c in counts})
     rows = []
     for t in tasks:
-        counts = [routing.get(f"{t}|{c.replace('/', '|')}", 0) for c in columns]
+        counts = [routing.get(t, {}).get(c, 0) for c in columns]
         total = sum(counts) or 1
         rows.append([n / total for n in counts])
     return columns, rows
@@ -71,7 +71,7 @@ def print_report(console, report: dict, run_dir: Path) -> None:
     table = Table(title="held-out accuracy: each member alone, the team, the oracle router")
     for name in ("", *tasks, "mixed", "turns", "tokens"):
         table.add_column(name, justify="right" if name else "left")
-    for label, r in [*((m, r) for m, r in report["alone"].items()), ("team (untrained)", report["untrained"]),
+    for label, r in [*((m, r) for m, r in report["alone"].items()), ("team (before)", report["before"]),
                      (f"team ({report['optimizer']})", report["team"])]:
         table.add_row(label, *(f"{r['tasks'][t]:.3f}" for t in tasks), f"{r['mixed']:.3f}", f"{r['turns']:.2f}",
                       f"{r['tokens']:.1f}")

@@ -79,7 +79,7 @@ def episode_completion(live: Live, version: int, spec: EpisodeSpec, gen_s: float
     episode = Episode(env=live.name, turns=live.turns, reason=live.reason or "done",
                       reward=shaped_reward(reward, live.turns, spec), solved=live.solved, error=live.error,
                       env_s=live.env_s, gen_s=gen_s, info=dict(getattr(live.env, "info", None) or {}))
-    answer = getattr(live.env, "answer", None)  # (an environment that names its final answer: the verifier's text)
+    answer = getattr(live.env, "final_answer", lambda: None)()  # (an environment that names the text to judge)
     return Completion(problem_id=live.problem.id, prompt_ids=live.prompt, completion_ids=live.ids,
                       logprobs=live.logprobs, finish_reason=live.finish, policy_version=version,
                       text=answer if isinstance(answer, str) else "".join(live.texts), mask=live.mask,
@@ -131,8 +131,8 @@ def run(engine, problems: list[Problem], sampling, lora_requests: list, seeds: l
             for live in lives[i]:
                 if live.reason is None:
                     lora = engine.member_lora(live.env, lora_requests[i])
-                    by_lora.setdefault(id(lora), (lora, []))[1].append(live)
-            for lora, ready in by_lora.values():  # their first observations are one prompt: one request samples
+                    by_lora.setdefault((id(lora), tuple(live.prompt)), (lora, []))[1].append(live)
+            for lora, ready in by_lora.values():  # episodes with one first prompt and adapter: one request samples
                 requests.append(Request(ready[0].prompt, None, lora, i, problem, group=ready))  # their first turns
     except BaseException:
         if agents is not None:
