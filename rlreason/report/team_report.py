@@ -19,9 +19,11 @@ def oracle(alone: dict[str, dict], tasks: list[str]) -> dict:
             "mixed": statistics.fmean(best.values()) if best else 0.0}
 
 
-def routing_matrix(routing: dict[str, dict[str, int]], tasks: list[str]) -> tuple[list[str], list[list[float]]]:
-    """Columns ``member/role``; row t: the share of task t's turns each column wrote."""
-    columns = sorted({c for counts in routing.values() for c in counts})
+def routing_matrix(routing: dict[str, dict[str, int]], tasks: list[str], columns: list[str]
+                   ) -> tuple[list[str], list[list[float]]]:
+    """Columns ``member/role`` (every pair of the pool, then any other seen); row t: the share of task t's turns
+    each column wrote."""
+    columns = columns + sorted({c for counts in routing.values() for c in counts} - set(columns))
     rows = []
     for t in tasks:
         counts = [routing.get(t, {}).get(c, 0) for c in columns]
@@ -36,7 +38,7 @@ def plot_routing(path: Path, tasks: list[str], columns: list[str], rows: list[li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(columns), 1.2 + 0.6 * len(tasks)), dpi=120)
+    fig, ax = plt.subplots(figsize=(2.4 + 1.3 * len(columns), 1.6 + 0.6 * len(tasks)), dpi=120)
     ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
     ax.set_yticks(range(len(tasks)), tasks)
@@ -54,11 +56,12 @@ def write_report(run_dir: Path, report: dict, console=None) -> dict:
     report["oracle"] = oracle(report["alone"], tasks)
     best = max(report["alone"], key=lambda m: report["alone"][m]["mixed"])
     report["best_member"] = {"name": best, "mixed": report["alone"][best]["mixed"]}
-    columns, rows = routing_matrix(report["team"]["routing"], tasks)
+    pairs = [f"{m}/{r['name']}" for m in report["members"] for r in report["roles"]]
+    columns, rows = routing_matrix(report["team"]["routing"], tasks, pairs)
     report["routing"] = {"columns": columns, "tasks": tasks, "shares": rows}
     (run_dir / "team.json").write_text(json.dumps(report, indent=2))
     plot_routing(run_dir / "routing.png", tasks, columns, rows,
-                 f"team routing: share of each task's turns (mixed accuracy {report['team']['mixed']:.3f})")
+                 f"team routing: share of each task's turns\n(held-out mixed accuracy {report['team']['mixed']:.3f})")
     if console is not None:
         print_report(console, report, run_dir)
     return report
