@@ -34,7 +34,9 @@ class Encoder:
 
     def __init__(self, path: str, max_len: int = 256) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # (a run's console shows its own progress)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.max_len = min(max_len, getattr(self.model.config, "max_position_embeddings", max_len))
