@@ -47,8 +47,6 @@ def check_across_sections(cfg: RunConfig) -> None:
     if cfg.model.adapter is not None:
         check_saved_adapter(Path(cfg.model.adapter), model_dir)
     if cfg.team.members:
-        from rlreason.recipe.team import check_team
-
         check_team(cfg.team, model_dir, lora)
     if lora is not None:
         allowed = lora_target_candidates(model_dir)
@@ -116,3 +114,39 @@ def check_saved_adapter(adapter: Path, model_dir: Path, field: str = "model.adap
     missing = sorted(set(targets) - set(lora_target_candidates(model_dir)))
     if missing:
         raise RecipeError(f"{field}: adapts layers this model lacks or vLLM cannot serve: {', '.join(missing)}")
+
+
+def check_team(team, model_dir: Path, lora) -> None:
+    """``team``: every member's adapter exists and fits the model; members to train need model.lora; the encoder and
+    a saved coordinator exist. RecipeError (one line)."""
+    from rlreason.models.info import adapter_misfits
+
+    if team.coordinator.init is not None and not Path(team.coordinator.init).is_file():
+        raise RecipeError(f"team.coordinator.init: no saved coordinator at {team.coordinator.init!r} (a team run's "
+                          "coordinator.pt)")
+    encoder = team.coordinator.encoder
+    if encoder is not None and not (Path(encoder) / "config.json").is_file():
+        raise RecipeError(f"team.coordinator.encoder: no model directory (with config.json) at {encoder!r}")
+    for m in team.members:
+        field = f"team.members[{m.name}]"
+        if m.train is not None:
+            from rlreason.recipe.sections import _resolve
+            from rlreason.tasks import TASKS
+
+            try:
+                _resolve(TASKS, m.train)
+            except ValueError as e:
+                raise RecipeError(f"{field}.train: {e}") from None
+            if lora is None:
+                raise RecipeError(f"{field}.train: a specialist is a LoRA adapter; set model.lora (e.g. {{rank: 8}})")
+        path = m.adapter_dir()
+        if path is None:
+            continue
+        if not (path / "adapter_config.json").is_file():
+            raise RecipeError(f"{field}.adapter: no PEFT adapter (adapter_config.json) at {m.adapter!r} or its "
+                              "final/")
+        check_saved_adapter(path, model_dir, f"{field}.adapter")
+        misfits = adapter_misfits(path, model_dir)
+        if misfits:
+            raise RecipeError(f"{field}.adapter: made for another model: {misfits[0]} fits none of this model's "
+                              "layer widths")

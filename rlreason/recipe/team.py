@@ -1,5 +1,5 @@
-"""The recipe's ``team`` section (``rlreason team``): the pool, the roles, the turn budget and the coordinator; and
-its checks against the model directory (a member's adapter must exist and fit the model, before anything starts)."""
+"""The recipe's ``team`` section (``rlreason team``): the pool, the roles, the turn budget and the coordinator (its
+checks against the model directory are ``rlreason.recipe.checks.check_team``)."""
 
 from __future__ import annotations
 
@@ -104,39 +104,3 @@ class TeamConfig(Section):
             raise ValueError("roles: empty; give at least one, e.g. [{name: worker, answers: true}]")
         return self
 
-
-def check_team(team: TeamConfig, model_dir: Path, lora) -> None:
-    """Every member's adapter exists and fits the model; members to train need model.lora. RecipeError (one line)."""
-    from rlreason.recipe.checks import check_saved_adapter
-    from rlreason.recipe.sections import RecipeError
-    from rlreason.models.info import adapter_misfits
-
-    if team.coordinator.init is not None and not Path(team.coordinator.init).is_file():
-        raise RecipeError(f"team.coordinator.init: no saved coordinator at {team.coordinator.init!r} (a team run's "
-                          "coordinator.pt)")
-    encoder = team.coordinator.encoder
-    if encoder is not None and not (Path(encoder) / "config.json").is_file():
-        raise RecipeError(f"team.coordinator.encoder: no model directory (with config.json) at {encoder!r}")
-    for m in team.members:
-        field = f"team.members[{m.name}]"
-        if m.train is not None:
-            from rlreason.tasks import TASKS
-            from rlreason.recipe.sections import _resolve
-
-            try:
-                _resolve(TASKS, m.train)
-            except ValueError as e:
-                raise RecipeError(f"{field}.train: {e}") from None
-            if lora is None:
-                raise RecipeError(f"{field}.train: a specialist is a LoRA adapter; set model.lora (e.g. {{rank: 8}})")
-        path = m.adapter_dir()
-        if path is None:
-            continue
-        if not (path / "adapter_config.json").is_file():
-            raise RecipeError(f"{field}.adapter: no PEFT adapter (adapter_config.json) at {m.adapter!r} or its "
-                              "final/")
-        check_saved_adapter(path, model_dir, f"{field}.adapter")
-        misfits = adapter_misfits(path, model_dir)
-        if misfits:
-            raise RecipeError(f"{field}.adapter: made for another model: {misfits[0]} fits none of this model's "
-                              "layer widths")
