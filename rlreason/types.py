@@ -57,7 +57,7 @@ class Episode:
     env_s: float = 0.0  # seconds spent in the environment (reset, steps, tools)
     gen_s: float = 0.0  # seconds spent generating its turns' batches (shared with the batch's other episodes)
     scored: bool = False  # its reward is final: no verifier judges it (an agent program that returned a number)
-    info: dict = field(default_factory=dict)  # the environment's own record of the episode (its ``info``)
+    info: dict = field(default_factory=dict)  # the environment's own record (its last non-empty StepResult.info)
 
     @property
     def failed(self) -> bool:

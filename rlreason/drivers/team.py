@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from rlreason.algorithms.es import member_seeds, normalized, update
-from rlreason.controller import Context, as_configured, fitting, gathered, problem_stream, reseed_engines, \
+from rlreason.controller import Context, fitting, gathered, problem_stream, reseed_engines, \
     sampling_spec, score, step_seed, take_fitting
 from rlreason.envs.coordinator import HEAD, Encoder, head_shape, policy_gradient
+from rlreason.evaluation.heldout import eval_problems
 from rlreason.recipe import RunConfig
 from rlreason.rollout.recovery import on_workers
 from rlreason.tasks import get_task
@@ -53,9 +54,9 @@ class TeamRun:
         ``seeds[i]``); scored."""
         played = [replace(p, meta={**p.meta, "env": {"name": "team", "config": {**self.base, **c}}})
                   for p, c in zip(problems, configs)]
-        sampling = replace(sampling_spec(self.ctx.cfg, n, temperature),
-                           episode=replace(sampling_spec(self.ctx.cfg, n).episode,
-                                           max_turns=self.ctx.cfg.team.max_turns + 1))
+        sampling = sampling_spec(self.ctx.cfg, n, temperature)  # (the team's turn budget ends its episodes, not
+        sampling = replace(sampling, episode=replace(sampling.episode, max_turns=self.ctx.cfg.team.max_turns + 1))
+        # the loop's env.max_turns)
         workers, pool = len(self.ctx.workers), self.pool
 
         def call(chunk, chunk_seeds):
@@ -75,11 +76,6 @@ class TeamRun:
 
     def alone(self, member: str) -> dict:
         return {"fixed": [[member, self.answering]]}
-
-
-def heldout(cfg: RunConfig) -> dict[str, list[Problem]]:
-    return {t: [as_configured(cfg, p) for p in get_task(t).eval_problems(cfg.tasks.eval_size, cfg.tasks.data_dir)]
-            for t in cfg.tasks.eval}
 
 
 def evaluate_config(run: TeamRun, problems: dict[str, list[Problem]], config: dict) -> dict:
@@ -179,7 +175,7 @@ def run_team(cfg: RunConfig, console=None) -> dict:
         with Scorer() as scorer:
             run = TeamRun(Context(cfg, cluster.workers, None, scorer), pool)
             report = {"members": pool, "roles": run.roles, "optimizer": cfg.team.coordinator.optimizer}
-            problems = {t: fitting(run.ctx, items)[0] for t, items in heldout(cfg).items()}
+            problems = {t: fitting(run.ctx, eval_problems(cfg, t))[0] for t in cfg.tasks.eval}
             report["alone"] = {m: evaluate_config(run, problems, run.alone(m)) for m in run.names}
             _say(console, "alone: " + "  ".join(f"{m} {r['mixed']:.3f}" for m, r in report["alone"].items()))
             start = initial_head(cfg, run)

@@ -22,7 +22,7 @@ class StepResult:
     solved: bool | None = None  # the environment's verdict on the task (accuracy), when it has one
     tool_calls: int = 0  # tool calls it read in this turn (for the episode's metrics)
     tool_errors: int = 0  # of those: malformed, unknown tool, bad arguments, raised or timed out
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # kept as the episode's record (Episode.info)
 
 
 class Environment:
@@ -44,6 +44,10 @@ class Environment:
     def tools(self) -> list[Callable]:
         """Functions offered to the model through a chat template that supports tools (none by default)."""
         return []
+
+    def final_answer(self) -> str | None:
+        """The text the data task's verifier judges (``rewards = False``); None: the model's turns joined."""
+        return None
 
     def close(self) -> None:
         """Release what the episode holds (a sandbox, files)."""

@@ -76,8 +76,8 @@ class Team(Environment):
         prompt = notes + self._role_prompt()
         self.text += prompt
         if self.chat:
-            return StepResult(observation=[{"role": "user", "content": prompt.strip() or "Continue."}])
-        return StepResult(observation=prompt)
+            return StepResult(observation=[{"role": "user", "content": prompt.strip() or "Continue."}], info=self.info)
+        return StepResult(observation=prompt, info=self.info)  # (info: the choices so far, if a limit ends it here)
 
     def final_answer(self) -> str | None:
         """The text the problem's verifier judges: the last non-empty answer, else (no answering role spoke, or a

@@ -43,6 +43,7 @@ class Live:
     error: str | None = None
     env_s: float = 0.0
     finish: str = "stop"
+    info: dict = field(default_factory=dict)  # the environment's last non-empty StepResult.info
 
     def add(self, ids: list[int], logprobs: list[float] | None, sampled: bool) -> None:
         self.ids += ids
@@ -78,7 +79,7 @@ def episode_completion(live: Live, version: int, spec: EpisodeSpec, gen_s: float
         reward = spec.limit_reward
     episode = Episode(env=live.name, turns=live.turns, reason=live.reason or "done",
                       reward=shaped_reward(reward, live.turns, spec), solved=live.solved, error=live.error,
-                      env_s=live.env_s, gen_s=gen_s, info=dict(getattr(live.env, "info", None) or {}))
+                      env_s=live.env_s, gen_s=gen_s, info=dict(live.info))
     answer = getattr(live.env, "final_answer", lambda: None)()  # (an environment that names the text to judge)
     return Completion(problem_id=live.problem.id, prompt_ids=live.prompt, completion_ids=live.ids,
                       logprobs=live.logprobs, finish_reason=live.finish, policy_version=version,
@@ -244,6 +245,7 @@ def _turn(engine, live: Live, output, spec: EpisodeSpec) -> bool:
     live.turns.append(Turn("assistant", text, len(ids), result.tool_calls, result.tool_errors))
     live.reward = result.reward if result.reward is not None else live.reward
     live.solved = result.solved if result.solved is not None else live.solved
+    live.info = result.info or live.info
     live.finish = output.finish_reason or "length"  # (a turn cut at rollout.max_tokens goes on: the environment
     if result.done or result.observation is None:     # saw its text and answered it)
         live.end("done")
