@@ -100,6 +100,7 @@ class LossInputs:
     values: torch.Tensor | None = None  # [B, T] critic values (carry grad), when cfg.needs_value_model
     old_values: torch.Tensor | None = None  # [B, T] critic values before the step
     returns: torch.Tensor | None = None  # [B, T] value targets
+    weights: torch.Tensor | None = None  # [B, T] per-token weights a primitive call brings (cross_entropy)
 
 
 AdvantageFn = Callable[[AdvantageInputs, AlgorithmConfig], torch.Tensor]

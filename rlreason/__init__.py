@@ -5,3 +5,13 @@ submodules (``rlreason.learner``, ``rlreason.rollout``) that the controller impo
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``rlreason.connect`` and the primitive API's records, imported on first use (PEP 562): the package's one
+    reference to a layer above it (``rlreason.api``), so ``import rlreason`` stays light."""
+    if name in ("connect", "Datum", "Sample", "Result", "APIError"):
+        import importlib
+
+        return getattr(importlib.import_module("rlreason.api"), name)
+    raise AttributeError(f"module 'rlreason' has no attribute {name!r}")

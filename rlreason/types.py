@@ -156,6 +156,18 @@ class TrainBatch:
         return int(self.input_ids.shape[0])
 
 
+@dataclass
+class DatumBatch:
+    """What a primitive ``forward_backward`` call brings (``rlreason.api``): its rows as a ``TrainBatch`` (rewards 0,
+    ``loss_mask`` where the loss applies, ``rollout_logprobs`` the sampler's logprobs) and, per token, the caller's
+    advantages, weights (cross-entropy) and old logprobs (None: the current ones, detached)."""
+
+    batch: TrainBatch
+    advantages: "torch.Tensor"  # [B, T] float
+    weights: "torch.Tensor | None" = None  # [B, T] float
+    old_logprobs: "torch.Tensor | None" = None  # [B, T] float
+
+
 @dataclass(frozen=True)
 class TrainStats:
     """What one learner step reports: flat metric names to floats."""

@@ -23,7 +23,7 @@ LAYERS = [
     ["rlreason.controller", "rlreason.episode_groups"],  # the stages every driver calls: generate, score, learn,
     # push; what happens to a step's episodes between scoring and learning
     ["rlreason.evaluation", "rlreason.integrations"],  # held-out evaluation and rlreason eval; TRL
-    ["rlreason.drivers"],  # one small driver per mode over the stages
+    ["rlreason.drivers", "rlreason.api"],  # one small driver per mode over the stages; the primitive API
     ["rlreason.compare"],  # many runs and their report
     ["rlreason.cli", "rlreason.verify_cli"],  # commands
 ]

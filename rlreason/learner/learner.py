@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +21,8 @@ from rlreason.algorithms.common import effective_sample_size, kl_penalty, masked
 from rlreason.batching import advantage_inputs, sample_advantages, step_counts
 from rlreason.recipe import RunConfig
 from rlreason.learner.es_mean import ESMean
+from rlreason.learner.prepared import Prepared
+from rlreason.learner.primitives import Primitives
 from rlreason.learner.attention import fit_attention
 from rlreason.learner.critic import Critic
 from rlreason.learner.data_parallel import DataParallel
@@ -50,26 +51,13 @@ class NonFiniteError(RuntimeError):
     """Too many updates in a row were skipped for non-finite numbers; the message says what to try."""
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """What the learner computes once per batch, before its optimizer steps."""
-
-    advantages: torch.Tensor  # [B, T]
-    old: torch.Tensor | None = None  # [B, T] logprobs before the step (None: the current ones, detached)
-    ref: torch.Tensor | None = None  # [B, T] reference logprobs
-    old_values: torch.Tensor | None = None  # [B, T] critic values before the step
-    returns: torch.Tensor | None = None  # [B, T] critic targets
-    metrics: dict | None = None
-
-
-
 def build_policy(cfg: RunConfig, device: torch.device):
     """The policy kind the recipe asks for: full weights, a LoRA adapter, or one adapter per continual phase."""
     if cfg.continual.adapters == "per_phase":
         return PhasedLoraPolicy(cfg, device)
     return (LoraPolicy if cfg.model.uses_lora else FullPolicy)(cfg, device)
 
-class Learner(ActorInfo, WeightSender, ESMean):
+class Learner(ActorInfo, WeightSender, ESMean, Primitives):
     def __init__(self, cfg: RunConfig, threads: int | None = None, rank: int = 0, world: int = 1) -> None:
         """``rank``/``world``: this learner's place in a data-parallel group of ``world`` (``join`` connects it)."""
         load_plugins()
@@ -175,21 +163,31 @@ class Learner(ActorInfo, WeightSender, ESMean):
             rollout_logprobs=pick(batch.rollout_logprobs), group_ids=batch.group_ids[micro],
             values=values, old_values=pick(prep.old_values), returns=pick(prep.returns),
             group_tokens=counts["group_tokens"][micro], num_tokens=counts["num_tokens"],
-            num_sequences=counts["num_sequences"], num_groups=counts["num_groups"])
+            num_sequences=counts["num_sequences"], num_groups=counts["num_groups"], weights=pick(prep.weights))
 
     def _optimizer_step(self, batch: TrainBatch, rows: torch.Tensor, prep: Prepared) -> dict[str, float]:
-        t = self.cfg.train
+        sums, ratios = self._accumulate(batch, rows, prep, lambda inputs: self.spec.loss(inputs, self.algo))
+        return self._apply_gradients(sums, ratios, self.cfg.train.max_grad_norm)
+
+    def _accumulate(self, batch: TrainBatch, rows: torch.Tensor, prep: Prepared, loss_fn,
+                    keep: torch.Tensor | None = None, backward: bool = True) -> tuple[dict[str, float], list]:
+        """Forward and backward ``rows`` in micro-batches, gradients accumulated: ``loss_fn(LossInputs)`` ->
+        (loss, metrics). Returns this rank's metric sums (summed over the ranks) and the log-ratios learner /
+        engine; ``keep`` [B, T]: filled with the rows' logprobs."""
         counts = step_counts(batch, rows)
         sums: dict[str, float] = {}
         ratios = []  # per micro-batch: [B, T] log-ratios learner / engine, for one ESS over the optimizer step
         order = by_length(batch, rows)
-        for micro in self.dp.share(order).split(t.micro_batch_size):  # this rank's rows
+        for micro in self.dp.share(order).split(self.cfg.train.micro_batch_size):  # this rank's rows
             if len(micro) == 0:  # fewer rows than ranks: this one has none (it still joins every collective)
                 continue
             inputs = self._loss_inputs(batch, micro, prep, counts)
-            loss, algo_metrics = self.spec.loss(inputs, self.algo)
-            loss.backward()
+            loss, algo_metrics = loss_fn(inputs)
+            if backward:
+                loss.backward()
             m = inputs.loss_mask
+            if keep is not None:
+                keep[micro, :m.shape[1]] = inputs.logprobs.detach().float()
             share = float(m.sum()) / max(counts["num_tokens"], 1.0)
             log_ratio = inputs.old_logprobs - inputs.rollout_logprobs  # learner vs the engine that sampled
             # Each micro-batch loss is normalised by the whole step's counts, so their sum is the step's loss.
@@ -201,20 +199,27 @@ class Learner(ActorInfo, WeightSender, ESMean):
                                                                    "k3"), m)
             for k, v in step_metrics.items():
                 sums[k] = sums.get(k, 0.0) + (v if k == "loss" else v * share)
+        return self.dp.sum_metrics(sums), ratios
+
+    def _apply_gradients(self, sums: dict[str, float], ratios: list, max_grad_norm: float | None,
+                         scheduled: bool = True) -> dict[str, float]:
+        """Sum the ranks' gradients, clip them (``max_grad_norm``; None: no clipping), take the optimizer step
+        (skipped, and counted, when the loss or the gradient is not finite); ``scheduled``: the LR schedule
+        advances."""
         self.dp.sum_gradients(self.params)
-        sums = self.dp.sum_metrics(sums)
         sums.update(self.policy.gradient_metrics(), **effective_sample_size(*self.dp.gather(ratios)))
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, math.inf if max_grad_norm is None else max_grad_norm)
         sums["grad_norm"] = float(grad_norm)
-        if not (math.isfinite(sums["loss"]) and math.isfinite(sums["grad_norm"])):
+        if not (math.isfinite(sums.get("loss", 0.0)) and math.isfinite(sums["grad_norm"])):
             self._skip_nonfinite(sums)
         else:
             self._nonfinite_in_a_row = 0
             self.optimizer.step()
-            self.scheduler.step()
+            if scheduled:
+                self.scheduler.step()
             sums.update(self.policy.after_step(self.optimizer))
         self.optimizer.zero_grad(set_to_none=True)
-        sums["lr"] = self.scheduler.get_last_lr()[0]
+        sums["lr"] = self.optimizer.param_groups[0]["lr"] if not scheduled else self.scheduler.get_last_lr()[0]
         sums["nonfinite_steps"] = float(self.nonfinite_steps)
         return sums
 
@@ -313,6 +318,8 @@ class Learner(ActorInfo, WeightSender, ESMean):
         from rlreason.learner.checkpointing import load_learner
 
         load_learner(self, Path(directory))
+        self.optimizer.zero_grad(set_to_none=True)  # (a primitive loop's accumulated gradient belongs to before)
+        self._pending = None
         return self.version
 
     def last_export_bytes(self) -> int:

@@ -30,6 +30,7 @@ class SamplingSpec:
     top_p: float = 1.0
     ignore_eos: bool = False  # always max_tokens (benchmarks)
     episode: EpisodeSpec | None = None  # limits and reward shaping of multi-turn episodes (the recipe's env.*)
+    stop: tuple = ()  # strings or token ids that end a completion (kept in it); the primitive API's
 
 
 def cpu_engine_env(rank: int, world: int, kv_cache_gib: int, reserved: int = 0) -> dict[str, str]:
@@ -47,6 +48,14 @@ def cpu_engine_env(rank: int, world: int, kv_cache_gib: int, reserved: int = 0) 
     return {"OMP_NUM_THREADS": str(per), "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": bind,
             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
             "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": "WARNING"}
+
+
+def _stops(stop: tuple) -> dict:
+    """vLLM's arguments for stop strings and stop token ids (strings need the text: detokenized)."""
+    words = [x for x in stop if isinstance(x, str)]
+    ids = [x for x in stop if not isinstance(x, str)]
+    return {"detokenize": bool(words), **({"stop": words, "include_stop_str_in_output": True} if words else {}),
+            **({"stop_token_ids": ids} if ids else {})}
 
 
 def _seeded(params, seed: int):
@@ -169,7 +178,8 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
 
     def params(self, sampling: SamplingSpec, seed: int | None = None):
         """A group's sampling parameters (``sampling.n`` samples of one prompt)."""
-        key = (sampling.n, sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.ignore_eos, seed)
+        key = (sampling.n, sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.ignore_eos, seed,
+               sampling.stop)
         if key not in self._params:  # (requests with the same settings share one object: vLLM only reads it)
             if len(self._params) > 4096:  # per-problem seeds (ES) make new keys every generation
                 self._params.clear()
@@ -178,7 +188,7 @@ class RolloutEngine(ActorInfo, WeightReceiver, PopulationServer):
                                                logprobs=0, ignore_eos=sampling.ignore_eos,
                                                # each completion is decoded once, below; flat logprobs: no dict per
                                                # token (together 20-25% of a tiny model's generation time)
-                                               detokenize=False, flat_logprobs=True)
+                                               flat_logprobs=True, **_stops(sampling.stop))
             self._params[key] = params if seed is None else _seeded(params, seed)
         return self._params[key]
 

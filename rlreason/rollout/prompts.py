@@ -18,7 +18,10 @@ def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
 
 
 def prompt_ids(tokenizer, problem: Problem) -> list[int]:
-    """The prompt's token ids; with ``meta["messages"]`` (the chat template) the model's chat template."""
+    """The prompt's token ids: ``meta["prompt_ids"]`` as given (the primitive API); with ``meta["messages"]`` the
+    model's chat template; else the prompt's text encoded."""
+    if "prompt_ids" in problem.meta:
+        return list(problem.meta["prompt_ids"])
     messages = problem.meta.get("messages")
     if messages:
         return chat_prompt_ids(tokenizer, messages)
