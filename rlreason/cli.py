@@ -1,5 +1,4 @@
-"""Command line: ``rlreason train [RECIPE] [dotted.key=value ...]``, ``rlreason verify VERIFIER [FILE]``,
-``rlreason pretrain-tiny``, listings.
+"""Command line: ``rlreason train [RECIPE] [dotted.key=value ...]``, the other modes, tools and listings.
 
 A bad recipe exits with code 2 and one line naming the field and what is allowed, before any process starts.
 """
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from rlreason.api.command import serve_api
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Post-train language models to reason with reinforcement learning.")
@@ -296,11 +297,9 @@ def convert_gguf(gguf_file: Optional[Path] = typer.Argument(None, help="a .gguf 
 @app.command()
 def recipes() -> None:
     """List the shipped recipes (``rlreason train NAME`` runs one from any directory)."""
-    from rlreason.recipe import recipes_dir, shipped_recipes
+    from rlreason.recipe.loading import listing
 
-    for name in shipped_recipes():
-        first = (recipes_dir() / f"{name}.yaml").read_text().splitlines()[0]
-        typer.echo(f"{name:14s} {first.lstrip('# ') if first.startswith('#') else ''}")
+    typer.echo("\n".join(listing()))
 
 
 @app.command()
@@ -321,6 +320,9 @@ def verifiers() -> None:
 
     for name in VERIFIERS.names():
         typer.echo(f"{name:14s} {((VERIFIERS.get(name).__doc__ or '').strip().splitlines() or [''])[0]}")
+
+
+app.command("serve-api")(serve_api)  # (rlreason.api.command: its options and help)
 
 
 @app.command()
@@ -374,7 +376,8 @@ def verify(verifier: str = typer.Argument(..., help="a registered verifier or mo
         _fail(f"{bad} input line(s) were not valid records (see their 'error' results)")
 
 
-RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify", "team")  # (a watchdog reaps their processes)
+RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify", "team",
+                  "serve-api")  # (a watchdog reaps their processes)
 
 
 def main() -> None:

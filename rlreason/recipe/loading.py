@@ -26,6 +26,15 @@ def shipped_recipes() -> list[str]:
     return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
+def listing() -> list[str]:
+    """One line per shipped recipe: its name and the first line of its comment."""
+    lines = []
+    for name in shipped_recipes():
+        first = (recipes_dir() / f"{name}.yaml").read_text().splitlines()[0]
+        lines.append(f"{name:14s} {first.lstrip('# ') if first.startswith('#') else ''}")
+    return lines
+
+
 def find_recipe(recipe: str | Path | None) -> Path:
     """A recipe file: the default one for None, a path when it names a file, else a shipped recipe by name
     (``ppo`` or ``ppo.yaml``)."""
