@@ -42,8 +42,14 @@ def test_a_grpo_loop_on_the_primitives_reproduces_rlreason_train(tmp_path, overr
 
 @pytest.fixture(scope="module")
 def rl(tmp_path_factory):
-    run = tmp_path_factory.mktemp("api") / "run"
-    with rlreason.connect(model="tiny", lora_rank=8, overrides=["rollout.max_tokens=8", f"output.run={run}"]) as client:
+    here = tmp_path_factory.mktemp("api")
+    (here / "runs" / "mine").mkdir(parents=True)
+    (here / "runs" / "mine" / "recipe.yaml").write_text("an earlier run's")
+    with rlreason.connect(model="tiny", lora_rank=8, run="mine",
+                          overrides=["rollout.max_tokens=8", f"output.dir={here / 'runs'}"]) as client:
+        # a client never writes into an earlier run's directory
+        assert client.run_dir == here / "runs" / "mine-2"
+        assert (here / "runs" / "mine" / "recipe.yaml").read_text() == "an earlier run's"
         yield client
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from rlreason.api.records import APIError, Datum, Result, Sample
 
@@ -19,8 +20,10 @@ def connect(model: str | None = None, *, lora_rank: int | None = None, recipe: s
     ``Client`` (a context manager: leaving it ends them). ``model``: ``tiny`` (the embedded model), ``smollm2``,
     or a Hugging Face model directory; ``lora_rank``: train a LoRA adapter of that rank (default: full weights);
     ``recipe``: a recipe file or shipped recipe's name for everything else (default: the default recipe);
-    ``run``: the run's name (``runs/NAME``); ``overrides``: ``section.field=value`` as on the command line;
-    ``config``: a loaded ``RunConfig`` instead of all these. Bad settings: ``RecipeError`` in one line."""
+    ``run``: the run's name (a new ``runs/NAME``, or ``runs/NAME-K`` when that is taken; ``output.run=DIR`` in
+    ``overrides`` names the directory itself, e.g. to ``load`` what an earlier client saved); ``overrides``:
+    ``section.field=value`` as on the command line; ``config``: a loaded ``RunConfig`` instead of all these. Bad
+    settings: ``RecipeError`` in one line."""
     import multiprocessing
 
     from rlreason.api.client import Client
@@ -37,6 +40,11 @@ def connect(model: str | None = None, *, lora_rank: int | None = None, recipe: s
         items += [f"name={run}"] if run else []
         items += [f"ray.address={address}"] if address else []
         config = load_config(recipe, items)
+        if not any(i.startswith("output.run=") for i in items):  # never into an earlier run's directory
+            from rlreason.run.rundirs import choose_run_dir
+
+            run_dir, _ = choose_run_dir(Path(config.output.dir) / config.name, False)
+            config = load_config(recipe, [*items, f"output.run={run_dir.resolve()}"])
     if MARK_ENV not in os.environ:
         mark()  # whatever the client starts ends with this process, however it ends
     return Client(config, console)

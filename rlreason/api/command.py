@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -23,20 +22,12 @@ def serve_api(args: Optional[list[str]] = typer.Argument(
     (ServiceClient(base_url="http://HOST:PORT"), TINKER_API_KEY=tml-<anything>). One training client at a time."""
     from rlreason.api import APIError, connect
     from rlreason.api.tinker_server import serve
-    from rlreason.recipe import RecipeError, load_config
-    from rlreason.run.rundirs import choose_run_dir
+    from rlreason.recipe import RecipeError
 
-    items = [a for a in args or [] if "=" in a]
+    overrides = [a for a in args or [] if "=" in a]
     recipe = args[0] if args and "=" not in args[0] else None
-    items += [f"model.path={model}"] if model else []
-    items += [f"model.lora.rank={lora_rank}"] if lora_rank else []
-    items += [f"ray.address={ray_address}"] if ray_address else []
     try:
-        cfg = load_config(recipe, items)
-        if not any(i.startswith("output.run=") for i in items):
-            run_dir, _ = choose_run_dir(Path(cfg.output.dir) / f"{cfg.name}-api", False)
-            cfg = load_config(recipe, [*items, f"output.run={run_dir.resolve()}"])
-        with connect(config=cfg) as client:
+        with connect(model, lora_rank=lora_rank, recipe=recipe, address=ray_address, overrides=overrides) as client:
             serve(client, host, port, tuple(alias or ()))
     except (RecipeError, APIError) as e:
         typer.echo(f"error: {e}", err=True)
