@@ -57,6 +57,11 @@ def cispo(inputs: LossInputs, config: dict) -> tuple[torch.Tensor, dict[str, flo
     return -(clipped.detach() * inputs.logprobs * inputs.advantages * inputs.loss_mask).sum(), metrics
 
 
+# the targets each loss reads: a datum without them is refused (a missing one would silently be 0)
+REQUIRES = {"cross_entropy": (), "importance_sampling": ("advantages", "logprobs"), "ppo": ("advantages", "logprobs"),
+            "cispo": ("advantages", "logprobs")}
+
+
 @dataclass(frozen=True)
 class NamedLoss:
     """A loss of ``LOSSES`` by name (resolved in the learner's process), with its ``loss_fn_config``."""
@@ -64,6 +69,10 @@ class NamedLoss:
     name: str
     config: dict = field(default_factory=dict)
     needs_reference = False
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        return REQUIRES.get(self.name, ())
 
     def __call__(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
         return LOSSES.get(self.name)(inputs, self.config)
@@ -74,6 +83,7 @@ class AlgorithmLoss:
     """A registered algorithm's loss with its config (the recipe's, or the algorithm's paper defaults)."""
 
     config: AlgorithmConfig
+    requires = ("advantages",)
 
     @property
     def needs_reference(self) -> bool:
@@ -84,26 +94,35 @@ class AlgorithmLoss:
 
 
 def resolve_loss(loss, recipe_algorithm: AlgorithmConfig | None = None, config: dict | None = None):
-    """What a primitive call runs: a callable as it is; a Tinker loss by name; else a registered algorithm's loss
-    (the recipe's own config when the names match). ValueError in one line for an algorithm that needs a critic
-    or a name nobody registered."""
+    """What a primitive call runs: a callable as it is; a Tinker loss by name (``cross_entropy``,
+    ``importance_sampling``, ``ppo``, ``cispo``: Tinker's names mean Tinker's losses); else a registered
+    algorithm's loss, also as ``algorithm:NAME`` (``algorithm:cispo``: the algorithm, not Tinker's), with the
+    recipe's own config when the names match. ValueError in one line for a bad name or config, or an algorithm
+    that needs a critic or its own driver."""
     if callable(loss):
         return loss
     if not isinstance(loss, str):
         raise ValueError(f"loss: a name or a function of LossInputs, got {type(loss).__name__}")
     if loss in LOSSES.names():
         return NamedLoss(loss, dict(config or {}))
+    from pydantic import ValidationError
+
     from rlreason.algorithms import ALGORITHMS
     from rlreason.registry import UnknownNameError
 
+    name = loss.removeprefix("algorithm:")
     try:
-        spec = ALGORITHMS.get(loss)
+        spec = ALGORITHMS.get(name)
     except UnknownNameError:
         raise ValueError(f"loss: unknown loss {loss!r} (allowed: {', '.join(LOSSES.names())}, any algorithm: "
                          f"{', '.join(ALGORITHMS.names())}, or a function of LossInputs)") from None
-    cfg = recipe_algorithm if recipe_algorithm is not None and recipe_algorithm.name == loss \
-        else spec.config(name=loss, **(config or {}))
+    try:
+        cfg = recipe_algorithm if recipe_algorithm is not None and recipe_algorithm.name == name and not config \
+            else spec.config(name=name, **(config or {}))
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ValueError(f"loss_config.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     if cfg.needs_value_model or spec.driver != "gradient":
-        raise ValueError(f"loss: algorithm {loss!r} needs a value model or its own driver: not a primitive loss "
+        raise ValueError(f"loss: algorithm {name!r} needs a value model or its own driver: not a primitive loss "
                          "(use rlreason train)")
     return AlgorithmLoss(cfg)

@@ -169,6 +169,18 @@ class DatumBatch:
 
 
 @dataclass(frozen=True)
+class PrimitiveResult:
+    """What a learner's primitive call (``forward_backward``, ``optim_step``) answers: its numbers, or the one-line
+    ``error`` that says why nothing changed."""
+
+    loss: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    logprobs: "torch.Tensor | None" = None  # [B, T] the learner's logprobs of the call's rows (forward_backward)
+    version: int = 0  # the policy version after the call
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class TrainStats:
     """What one learner step reports: flat metric names to floats."""
 

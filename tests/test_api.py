@@ -76,6 +76,28 @@ def test_a_users_loss_function_trains_and_the_engines_sample_what_it_taught(rl):
     assert max(abs(a - b) for a, b in zip(check, after.logprobs)) < 0.05
 
 
+def _modified_in_place(inputs):
+    """A loss whose backward fails (autograd needs what the in-place product overwrote)."""
+    p = inputs.logprobs.exp()
+    p.mul_(inputs.advantages)
+    return -p.sum()
+
+
+def test_an_explicit_learning_rate_is_for_its_own_step_only(rl):
+    datum = Datum.from_sample(rl.sample(["5+5="], n=1, max_tokens=4)[0][0], 1.0)
+
+    def step(**lr) -> float:
+        before = _logprobs(rl, datum)
+        rl.forward_backward([datum])
+        rl.optim_step(**lr)
+        return max(abs(a - b) for a, b in zip(before, _logprobs(rl, datum)))
+
+    scheduled = step()  # the recipe's train.lr (1e-4)
+    big = step(lr=0.02)
+    after = step()  # the recipe's again, not the 0.02 of the step before
+    assert big > 20 * scheduled and after < big / 20
+
+
 def _logprobs(rl, datum):
     return rl.forward([datum], loss="cross_entropy").logprobs[0]
 
@@ -86,12 +108,17 @@ def test_bad_input_gets_one_clear_error_and_the_run_stays_usable(rl, tmp_path):
     start = _logprobs(rl, good[0])
     bad = {
         "outside the model's vocabulary": lambda: rl.forward_backward([Datum([1, 2, rl.vocab_size])]),
-        "targets['advantages']: 2 values": lambda: rl.forward_backward([Datum([1, 2, 3], {"advantages": [0, 1]})]),
-        "unknown key": lambda: rl.forward_backward([Datum([1, 2, 3], {"advantage": [0, 1, 1]})]),
+        "targets['weights']: 2 values": lambda: rl.forward_backward([Datum([1, 2, 3], {"weights": [0, 1]})],
+                                                                     loss="cross_entropy"),
+        "unknown key": lambda: rl.forward_backward([Datum([1, 2, 3], {"weight": [0, 1, 1]})], loss="cross_entropy"),
+        "the loss needs 'advantages', 'logprobs'": lambda: rl.forward_backward([Datum([1, 2, 3])]),
         "the loss is nan": lambda: rl.forward_backward(good, loss=lambda i: i.logprobs.sum() * math.nan),
         "the loss function raised ZeroDivisionError": lambda: rl.forward_backward(good, loss=lambda i: 1 / 0),
+        "raised RuntimeError: one of the variables needed for gradient computation has been modified":
+            lambda: rl.forward_backward(good, loss=_modified_in_place),
         "returns a scalar tensor": lambda: rl.forward_backward(good, loss=lambda i: i.logprobs),
         "unknown loss 'grop'": lambda: rl.forward_backward(good, loss="grop"),
+        "loss_config.clip_eps": lambda: rl.forward_backward(good, loss="grpo", loss_config={"clip_eps": "wide"}),
         "there is no gradient to apply": lambda: rl.optim_step(),
         "prompts[0]: token id": lambda: rl.sample([[1, 10**6]]),
         "exceed model.max_model_len": lambda: rl.sample(["1+1="], max_tokens=10_000),

@@ -38,18 +38,17 @@ class Client:
         self.cfg, self._stack = cfg, contextlib.ExitStack()
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _hold(cfg.run_dir / LOCK)
-        try:
-            self._run = self._stack.enter_context(session(cfg, console=console))
+        try:  # (Ctrl-C stays the script's: a KeyboardInterrupt where it is, the with-block then ends the run)
+            self._run = self._stack.enter_context(session(cfg, console=console, handle_signals=False))
+            self.ctx, self.run_dir = self._run.ctx, self._run.run_dir
+            self.model_dir = cfg.model.resolved_path()
+            self.model_name = cfg.model.path
+            self.lora_rank = cfg.model.lora_rank
+            self.vocab_size = _vocab_size(self.model_dir)
         except BaseException:
-            self._lock.close()
+            self.close()
             raise
-        self.ctx, self.run_dir = self._run.ctx, self._run.run_dir
-        self.model_dir = cfg.model.resolved_path()
-        self.model_name = cfg.model.path
-        self.lora_rank = cfg.model.lora_rank
-        self.vocab_size = _vocab_size(self.model_dir)
         self.version, self._calls = 0, 0
-        self._scorer = None
         self._loaded: str | None = None  # a state loaded into the learner that the engines do not serve yet
 
     # -- sampling ---------------------------------------------------------------------------------------------
@@ -112,13 +111,11 @@ class Client:
 
     def score(self, problem: Problem, samples: list[Sample]) -> list[float]:
         """Each sample's reward from the problem's verifier (the recipe's composite rewards, if any)."""
-        from rlreason.scoring import Scorer, score_composite
+        from rlreason.scoring import score_composite
 
-        if self._scorer is None:
-            self._scorer = self._stack.enter_context(Scorer())
         items = [(s.text, problem) for s in samples]
-        terms = self.cfg.tasks.rewards
-        results = score_composite(self._scorer, items, terms) if terms else self._scorer.score(items)
+        terms, scorer = self.cfg.tasks.rewards, self.ctx.scorer
+        results = score_composite(scorer, items, terms) if terms else scorer.score(items)
         return [r.score for r in results]
 
     # -- training ---------------------------------------------------------------------------------------------
@@ -136,38 +133,41 @@ class Client:
         return self._call("forward_backward", batch, loss, loss_config, backward=False)
 
     def _call(self, method: str, batch: list[Datum], loss, loss_config, backward: bool) -> Result:
+        import cloudpickle
         import ray
 
         from rlreason.algorithms.primitive_losses import resolve_loss
 
         if not batch:
             raise APIError(f"{method}: the batch is empty")
-        for i, datum in enumerate(batch):
-            check_datum(i, datum, self.vocab_size, self.cfg.model.max_model_len)
         try:
             fn = resolve_loss(loss, self.cfg.algorithm, loss_config)
         except ValueError as e:
             raise APIError(str(e)) from None
-        out = ray.get(self.ctx.learner.forward_backward.remote(datum_batch(batch), fn, backward))
-        if "error" in out:
-            raise APIError(f"{method}: {out['error']}")
-        rows = out["logprobs"]
-        return Result(out["loss"], [rows[i, :len(d.tokens)].tolist() for i, d in enumerate(batch)],
-                      {k: float(v) for k, v in out["metrics"].items()})
+        for i, datum in enumerate(batch):
+            check_datum(i, datum, self.vocab_size, self.cfg.model.max_model_len, getattr(fn, "requires", ()))
+        out = ray.get(self.ctx.learner.forward_backward.remote(datum_batch(batch), cloudpickle.dumps(fn), backward))
+        if out.error is not None:
+            raise APIError(f"{method}: {out.error}")
+        rows = out.logprobs
+        return Result(out.loss, [rows[i, :len(d.tokens)].tolist() for i, d in enumerate(batch)],
+                      {k: float(v) for k, v in out.metrics.items()})
 
     def optim_step(self, lr: float | None = None, beta1: float | None = None, beta2: float | None = None,
                    eps: float | None = None, weight_decay: float | None = None,
-                   max_grad_norm: float | None = -1.0) -> dict[str, float]:
-        """One AdamW step on the accumulated gradient, then the gradient is cleared. None: the recipe's value
-        (``lr``: ``train.lr`` under its warm-up schedule); ``max_grad_norm``: -1 the recipe's, None no clipping.
-        Returns the step's metrics (``grad_norm``, ``lr``, ``version``); written to metrics.jsonl."""
+                   max_grad_norm: float | None = None) -> dict[str, float]:
+        """One AdamW step on the accumulated gradient, then the gradient is cleared. None: the recipe's value for
+        this step (``lr``: ``train.lr`` under its warm-up schedule, which then advances; ``max_grad_norm``:
+        ``train.max_grad_norm``; ``eps``: 1e-8); ``max_grad_norm=0``: no clipping. Returns the step's metrics
+        (``grad_norm``, ``lr``, ``version``), also written to the run's metrics.jsonl."""
         import ray
 
         out = ray.get(self.ctx.learner.optim_step.remote(lr, beta1, beta2, eps, weight_decay, max_grad_norm))
-        if "error" in out:
-            raise APIError(f"optim_step: {out['error']}")
-        self._run.log.write(int(out["version"]), out)
-        return out
+        if out.error is not None:
+            raise APIError(f"optim_step: {out.error}")
+        metrics = {**out.metrics, "version": float(out.version)}
+        self._run.log.write(out.version, metrics)
+        return metrics
 
     def sync(self) -> int:
         """Push the learner's weights (or adapter) into every engine: later samples use them. Returns the version
@@ -223,7 +223,7 @@ class Client:
         try:
             self._stack.close()
         finally:
-            self._lock.close()
+            self._lock.close()  # (closing the file releases the lock)
 
     def __enter__(self) -> "Client":
         return self
@@ -253,7 +253,9 @@ def datum_batch(batch: list[Datum]):
         ids[i, :len(d.tokens)] = torch.tensor(d.tokens)
         attention[i, :len(d.tokens)] = 1
     mask = grid("mask", fill=lambda d: [0.0] + [1.0] * (len(d.tokens) - 1))
-    groups = torch.tensor([i if d.group is None else d.group for i, d in enumerate(batch)], dtype=torch.long)
+    first_free = 1 + max((d.group for d in batch if d.group is not None), default=-1)  # (implicit: a group each)
+    groups = torch.tensor([first_free + i if d.group is None else d.group for i, d in enumerate(batch)],
+                          dtype=torch.long)
     train = TrainBatch(input_ids=ids, attention_mask=attention, loss_mask=mask, rollout_logprobs=grid("logprobs"),
                        rewards=torch.zeros(b), group_ids=groups, policy_version=torch.zeros(b, dtype=torch.long))
     has = {key: any(key in d.targets for d in batch) for key in ("weights", "old_logprobs")}

@@ -32,3 +32,5 @@ def serve_api(args: Optional[list[str]] = typer.Argument(
     except (RecipeError, APIError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # (uvicorn stops on Ctrl-C / SIGTERM, then passes the signal on)
+        typer.echo("rlreason serve-api: stopped", err=True)

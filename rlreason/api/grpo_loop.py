@@ -21,7 +21,7 @@ def grpo(rl, steps: int, prompts: int, group_size: int) -> list[dict]:
         batch, rewards = [], []
         for g, (problem, samples) in enumerate(zip(batch_problems, groups)):
             scores = rl.score(problem, samples)
-            mean, std = statistics.fmean(scores), statistics.stdev(scores)
+            mean, std = statistics.fmean(scores), statistics.stdev(scores) if len(scores) > 1 else 0.0
             for sample, reward in zip(samples, scores):
                 advantage = 0.0 if len(set(scores)) == 1 else (reward - mean) / (std + 1e-6)
                 batch.append(Datum.from_sample(sample, advantage, group=g))

@@ -4,6 +4,7 @@ error every call raises for bad input (the run stays usable)."""
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 TARGETS = ("mask", "advantages", "logprobs", "weights", "old_logprobs")
@@ -59,24 +60,32 @@ class Result:
     metrics: dict[str, float]
 
 
-def check_datum(i: int, datum, vocab: int, max_len: int) -> None:
+def check_datum(i: int, datum, vocab: int, max_len: int, requires: tuple[str, ...] = ()) -> None:
     """APIError naming ``batch[i]``'s first problem: not a Datum, no tokens, a token outside the vocabulary, too
-    long for the model, an unknown target, a target of the wrong length or with a non-finite value."""
+    long for the model, an unknown target, one the loss ``requires`` missing, a target of the wrong length or
+    with a non-finite value, a group that is not an integer."""
     if not isinstance(datum, Datum):
         raise APIError(f"batch[{i}]: expected rlreason.api.Datum, got {type(datum).__name__}")
     tokens = datum.tokens
     if len(tokens) < 2:
         raise APIError(f"batch[{i}].tokens: at least 2 tokens (position 0 is never trained), got {len(tokens)}")
-    bad = next((t for t in tokens if not isinstance(t, int) or not 0 <= t < vocab), None)
+    bad = next((t for t in tokens if not isinstance(t, numbers.Integral) or not 0 <= t < vocab), None)
     if bad is not None:
         raise APIError(f"batch[{i}].tokens: token id {bad!r} is outside the model's vocabulary (0..{vocab - 1})")
     if len(tokens) > max_len:
         raise APIError(f"batch[{i}].tokens: {len(tokens)} tokens, over model.max_model_len {max_len}")
+    if datum.group is not None and not isinstance(datum.group, numbers.Integral):
+        raise APIError(f"batch[{i}].group: an integer (the prompt it answers), got {datum.group!r}")
+    missing = [key for key in requires if key not in datum.targets]
+    if missing:
+        raise APIError(f"batch[{i}].targets: the loss needs {', '.join(repr(k) for k in missing)} (have: "
+                       f"{', '.join(datum.targets) or 'none'})")
     for key, values in datum.targets.items():
         if key not in TARGETS:
             raise APIError(f"batch[{i}].targets: unknown key {key!r} (allowed: {', '.join(TARGETS)})")
         if len(values) != len(tokens):
             raise APIError(f"batch[{i}].targets[{key!r}]: {len(values)} values for {len(tokens)} tokens (one per "
                            "token, position t for token t)")
-        if not all(math.isfinite(v) for v in values):
-            raise APIError(f"batch[{i}].targets[{key!r}]: a value is not finite (NaN or inf)")
+        if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):
+            raise APIError(f"batch[{i}].targets[{key!r}]: every value is a finite number (found NaN, inf or "
+                           "something else)")

@@ -8,9 +8,8 @@ Served: sessions and heartbeats, ``create_lora_training_client`` (one per server
 ``save_weights_and_get_sampling_client`` / ``create_sampling_client``, ``sample`` and ``compute_logprobs``. Anything
 else gets one 400 that the SDK raises without retrying: "rlreason serve-api does not support <call>".
 
-The backend runs one call at a time on one worker thread, in arrival order, which is the order the SDK submits a
-training client's requests in; concurrent sample requests with the same parameters become one ``backend.sample``.
-Every sampler samples the weights last synced: a snapshot that training has moved past is not kept.
+One worker thread runs the backend's calls in arrival order (the order the SDK submits them); concurrent sample
+requests with the same parameters become one ``backend.sample``. Samplers sample the weights last synced.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from rlreason.api import tinker_types as tt
+from rlreason.algorithms.primitive_losses import LOSSES
 from rlreason.api.records import APIError, Datum
 
 log = logging.getLogger(__name__)
@@ -111,11 +111,12 @@ class TinkerServer:
 
     # -- futures ---------------------------------------------------------------------------------------------
     def register(self, future: cf.Future) -> str:
-        request_id = f"req-{next(self._ids)}"
-        self.futures[request_id] = future
-        if len(self.futures) > KEEP_FUTURES:
-            for old in [r for r, f in self.futures.items() if f.done()][:len(self.futures) - KEEP_FUTURES]:
-                del self.futures[old]
+        with self._lock:  # (the event loop and request threads both register)
+            request_id = f"req-{next(self._ids)}"
+            self.futures[request_id] = future
+            if len(self.futures) > KEEP_FUTURES:
+                for old in [r for r, f in self.futures.items() if f.done()][:len(self.futures) - KEEP_FUTURES]:
+                    del self.futures[old]
         return request_id
 
     def single(self, fn: Callable[[], object]) -> str:
@@ -196,8 +197,8 @@ class TinkerServer:
     # -- training --------------------------------------------------------------------------------------------
     def forward_backward(self, request: tt.ForwardBackward) -> dict:
         self._check_model(request.model_id)
-        if request.loss_fn not in tt.LOSSES:
-            raise tt.Unsupported(f"loss_fn {request.loss_fn!r} (supported: {', '.join(tt.LOSSES)})")
+        if request.loss_fn not in LOSSES.names():
+            raise tt.Unsupported(f"loss_fn {request.loss_fn!r} (supported: {', '.join(LOSSES.names())})")
         if not request.data:
             raise APIError("forward_backward: no data")
         batch = [tt.to_datum(i, tokens, inputs, request.loss_fn) for i, (tokens, inputs) in enumerate(request.data)]
@@ -220,7 +221,7 @@ class TinkerServer:
                 (("learning_rate", 1e-4), ("beta1", 0.9), ("beta2", 0.95), ("eps", 1e-12), ("weight_decay", 0.0))]
 
         def step() -> dict:
-            out = self.backend.optim_step(*args, clip if clip > 0 else None)  # (Tinker's 0: no clipping)
+            out = self.backend.optim_step(*args, clip)  # (0: no clipping, in Tinker and here)
             self.steps += 1
             return {"metrics": {k: float(v) for k, v in (out or {}).items() if isinstance(v, (int, float))}}
         return {"request_id": self.single(step), "model_id": self.model_id}
@@ -309,7 +310,8 @@ class TinkerServer:
             result = self.backend.forward([Datum(list(prompt), {"weights": [0.0] * len(prompt)})], "cross_entropy")
             values[1:] = result.logprobs[0][1:len(prompt)]
         if last_n:
-            values[:len(prompt) - last_n] = [math.nan] * (len(prompt) - last_n)
+            cut = max(0, len(prompt) - last_n)
+            values[:cut] = [math.nan] * cut
         return values
 
     # -- sessions --------------------------------------------------------------------------------------------
@@ -396,4 +398,5 @@ def serve(backend, host: str = "127.0.0.1", port: int = 8000, aliases: tuple[str
 
     print(f"rlreason serve-api: Tinker API at http://{host}:{port} for {backend.model_name} "
           f"(ServiceClient(base_url='http://{host}:{port}'), TINKER_API_KEY=tml-<anything>)", flush=True)
-    uvicorn.run(create_app(backend, aliases), host=host, port=port, log_level=log_level, access_log=False)
+    app = create_app(backend, aliases, backend.cfg.rollout.max_tokens)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -23,7 +23,6 @@ import numpy as np
 
 from rlreason.api.records import APIError, Datum
 
-LOSSES = ("cross_entropy", "importance_sampling", "ppo", "cispo")
 INPUTS = {"target_tokens", "weights", "advantages", "logprobs", "mask"}  # Tinker loss_fn_inputs we understand
 REDUCTIONS = ("mean", "sum", "min", "max", "slack", "hash2", "unique")  # the SDK folds metrics "name:reduction"
 _DTYPES = {1: np.float32, 2: np.int64, 3: np.int32}  # tinker_public.DType
@@ -229,9 +228,7 @@ def to_datum(i: int, model_input: list[int], inputs: dict[str, np.ndarray], loss
                            "tokens (one per target)")
     if n == 0:
         raise APIError(f"data[{i}]: model_input is empty")
-    if loss == "cross_entropy" and "weights" not in arrays:
-        arrays["weights"] = np.ones(n)
-    active = np.zeros(n, dtype=bool)
+    active = np.zeros(n, dtype=bool) if arrays else np.ones(n, dtype=bool)  # (no inputs: every target trains)
     for key in ("weights", "advantages", "logprobs", "mask"):
         if key in arrays:
             active |= arrays[key] != 0

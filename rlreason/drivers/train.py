@@ -76,10 +76,13 @@ class Session:
 
 
 @contextlib.contextmanager
-def session(cfg: RunConfig, resumed_at: int | None = None, console=None) -> Iterator[Session]:
+def session(cfg: RunConfig, resumed_at: int | None = None, console=None,
+            handle_signals: bool = True) -> Iterator[Session]:
     """Write the run directory, start the memory monitor, metrics logger, scorer and Ray cluster; shut all down
     afterwards, whatever happened. ``resumed_at``: the step a resumed run continues after (TensorBoard drops what
-    the interrupted run logged for later steps). ``console``: where the start-up is announced (it takes a while)."""
+    the interrupted run logged for later steps). ``console``: where the start-up is announced (it takes a while).
+    ``handle_signals``: Ctrl-C and SIGTERM as a run takes them (``run.interrupts``); else they stay the caller's
+    (the primitive API's scripts and notebooks)."""
     from rlreason.run.cluster import launch_cluster
     from rlreason.run.interrupts import interrupts
     from rlreason.rollout.weight_channel import open_pusher
@@ -93,7 +96,7 @@ def session(cfg: RunConfig, resumed_at: int | None = None, console=None) -> Iter
     if console is not None:
         console.print(f"starting {len(cluster.workers)} rollout engine(s) and {cfg.train.learners} learner(s)...")
     # Ctrl-C / SIGTERM: finish the step in flight, checkpoint it, shut down; a second one: stop at once
-    with interrupts(cluster, cfg.train.stop_wait_s) as stops:
+    with interrupts(cluster, cfg.train.stop_wait_s) if handle_signals else contextlib.nullcontext() as stops:
         try:
             run_dir = write_recipe(cfg)
             with MemoryMonitor() as memory, MetricsLogger(run_dir, cfg.output.tensorboard, purge_step=purge) as log, \
@@ -108,7 +111,8 @@ def session(cfg: RunConfig, resumed_at: int | None = None, console=None) -> Iter
                 (run_dir / "placement.json").write_text(json.dumps(cluster.where(), indent=2))
                 yield Session(run_dir, ctx, log, memory, cluster, stops)
         finally:
-            stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
+            if stops is not None:
+                stops.next_is_hard()  # a Ctrl-C now would cut the shut-down short: kill everything instead
             cluster.shutdown()
 
 
