@@ -15,6 +15,7 @@ from rlreason.api.command import serve_api
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Post-train language models to reason with reinforcement learning.")
+app.command("serve-api")(serve_api)  # (rlreason.api.command: its options and help)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -322,9 +323,6 @@ def verifiers() -> None:
         typer.echo(f"{name:14s} {((VERIFIERS.get(name).__doc__ or '').strip().splitlines() or [''])[0]}")
 
 
-app.command("serve-api")(serve_api)  # (rlreason.api.command: its options and help)
-
-
 @app.command()
 def envs() -> None:
     """List the registered environments with their fields (a recipe entry's config:) and stop strings."""
@@ -376,8 +374,7 @@ def verify(verifier: str = typer.Argument(..., help="a registered verifier or mo
         _fail(f"{bad} input line(s) were not valid records (see their 'error' results)")
 
 
-RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify", "team",
-                  "serve-api")  # (a watchdog reaps their processes)
+RUNS_PROCESSES = ("train", "continual", "eval", "compare", "verify", "team", "serve-api")  # (a watchdog reaps)
 
 
 def main() -> None:

@@ -2,11 +2,9 @@
 unmodified tinker-cookbook loop train against a local run (``ServiceClient(base_url="http://127.0.0.1:PORT")``,
 any ``TINKER_API_KEY`` starting ``tml-``).
 
-Served: sessions and heartbeats, ``create_lora_training_client`` (one per server), ``forward`` /
-``forward_backward`` (cross_entropy, importance_sampling, ppo, cispo), ``optim_step`` (Adam), ``save_state`` /
-``load_state`` / ``create_training_client_from_state*``, ``save_weights_for_sampler`` /
-``save_weights_and_get_sampling_client`` / ``create_sampling_client``, ``sample`` and ``compute_logprobs``. Anything
-else gets one 400 that the SDK raises without retrying: "rlreason serve-api does not support <call>".
+Served: sessions, one training client, forward(_backward) with the registered losses, optim_step (Adam), save /
+load state, samplers, sample and compute_logprobs (docs/primitives.md lists them). Anything else gets one 400 that
+the SDK raises without retrying: "rlreason serve-api does not support <call>".
 
 One worker thread runs the backend's calls in arrival order (the order the SDK submits them); concurrent sample
 requests with the same parameters become one ``backend.sample``. Samplers sample the weights last synced.
