@@ -130,3 +130,7 @@ def test_the_tinker_sdk_trains_samples_and_checkpoints_against_serve_api(server)
     assert moved[1:] != pytest.approx(before[1:], abs=1e-4) and again[1:] == pytest.approx(before[1:], abs=1e-4)
     with pytest.raises(Exception, match="does not support loss_fn 'dro'"):
         training.forward_backward([rl], "dro").result()
+    # a sampler for weights this server never saved: refused, nothing served by mistake
+    with pytest.raises(Exception, match="not a sampler path this server returned"):
+        service.create_sampling_client(model_path="tinker://elsewhere/sampler_weights/x").sample(
+            prompt=prompt, num_samples=1, sampling_params=params).result()

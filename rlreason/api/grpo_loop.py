@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 
 import rlreason
 from rlreason import Datum
@@ -16,6 +17,7 @@ from rlreason import Datum
 def grpo(rl, steps: int, prompts: int, group_size: int) -> list[dict]:
     problems, history = rl.problems(), []
     for step in range(1, steps + 1):
+        start = time.perf_counter()
         batch_problems = [next(problems) for _ in range(prompts)]
         groups = rl.sample(batch_problems, n=group_size, seed=step)  # (rlreason train samples step k with seed k)
         batch, rewards = [], []
@@ -30,7 +32,7 @@ def grpo(rl, steps: int, prompts: int, group_size: int) -> list[dict]:
         stats = rl.optim_step()  # the recipe's learning rate and schedule
         rl.sync()  # the next step samples from the new weights
         history.append({"step": step, "reward_mean": statistics.fmean(rewards), "loss": out.loss,
-                        "grad_norm": stats["grad_norm"]})
+                        "grad_norm": stats["grad_norm"], "step_time_s": time.perf_counter() - start})
         print(f"step {step}  reward {history[-1]['reward_mean']:.3f}  loss {out.loss:+.4f}  "
               f"grad_norm {stats['grad_norm']:.3f}", flush=True)
     return history
