@@ -133,9 +133,20 @@ def test_bad_input_gets_one_clear_error_and_the_run_stays_usable(rl, tmp_path):
     rl.forward_backward(good, loss="importance_sampling")  # and the run trains on
     version = rl.optim_step(lr=1e-3)["version"]
     assert _logprobs(rl, good[0]) != start
-    # a sample after load, before the engines serve the loaded state, is refused
+    # a state loaded after the engines moved on is served again, as new weights; sampling waits for the sync
+    assert rl.sync() == version
+    probe = rl.tokenizer.encode("1+1=")
+
+    def served() -> list[float]:
+        return rl.sample([probe], n=1, max_tokens=4, temperature=0.0)[0][0].logprobs
+
+    at_save = served()
     rl.save("here")
+    rl.forward_backward(good)
+    rl.optim_step(lr=0.05)
+    assert rl.sync() == version + 1 and served() != pytest.approx(at_save, abs=1e-3)
     rl.load("here")
     with pytest.raises(APIError, match=r"call sync\(\) first"):
         rl.sample(["1+1="])
-    assert rl.sync() == version and rl.sample(["1+1="])[0][0].version == version
+    assert rl.sync() == version + 2 and served() == pytest.approx(at_save, abs=1e-4)
+    assert rl.sync() == version + 2  # (nothing new: nothing pushed)

@@ -145,6 +145,17 @@ def test_engine_memory_stays_flat_over_200_adapter_pushes(lora_engine, problems)
     assert growth_mib < 64, f"engine memory grew {growth_mib:.0f} MiB over 180 pushes"
 
 
+def test_one_adapter_version_pushed_twice_is_served_again(lora_engine, problems):
+    """The primitive API may push a version twice (a sync at version 0, before any step): each push is new to
+    vLLM (its own id and directory), never a clash with the files of the push before."""
+    update = Learner(load_config(None, LORA)).export_weights()
+    adapters = lora_engine.adapters
+    for _ in range(2):
+        adapters.push(lora_engine.version, update.payload["config"], update.payload["tensors"])
+        assert len(adapters.loaded()) == 1 and len(list(adapters.root.iterdir())) == 1
+    assert len(lora_engine.generate(problems[:1], SamplingSpec(n=1, max_tokens=4))[0]) == 1
+
+
 def test_an_engine_starts_serving_a_saved_adapter(tiny_model_path, lora_engine, problems, tmp_path):
     learner = Learner(load_config(None, LORA))
     with Scorer(workers=1) as scorer:

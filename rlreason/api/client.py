@@ -176,8 +176,12 @@ class Client:
 
         from rlreason.controller import push_weights
 
-        push_weights(self.ctx)
-        self.version, self._loaded = ray.get(self.ctx.learner.get_version.remote()), None
+        version = ray.get(self.ctx.learner.get_version.remote())
+        if version != self.version or self._loaded is not None:  # (the same weights as served: nothing to push)
+            if self._loaded is not None and version <= self.version:  # an older state: new to the engines
+                version = ray.get(self.ctx.learner.advance_version.remote(self.version))
+            push_weights(self.ctx)
+        self.version, self._loaded = version, None
         return self.version
 
     # -- checkpoints ------------------------------------------------------------------------------------------

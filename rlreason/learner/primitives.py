@@ -105,6 +105,12 @@ class Primitives:
         self.version += 1
         return PrimitiveResult(metrics=sums, version=self.version)
 
+    def advance_version(self, above: int) -> int:
+        """Number the policy above ``above`` (the newest version the engines were given), so a restored state
+        is served as new weights: an engine ignores a push not newer than what it serves (a revived worker's)."""
+        self.version = max(self.version, above + 1)
+        return self.version
+
 
 def _loaded(blob: bytes, failures: list[str]):
     """The caller's loss function, unpickled here (a module the learners cannot import is the caller's error)."""

@@ -6,7 +6,8 @@ loaded through the public ``LLMEngine.add_lora``. Trade-off: one small file writ
 only: kilobytes to a few megabytes), in exchange for staying on vLLM's supported API instead of patching its LoRA
 manager, which changes between versions.
 
-Every version gets a new name and a new integer id (``version + 1``): vLLM silently reuses a cached adapter
+Every push gets a new name and a new integer id (one more than the push before, whatever its version: the
+primitive API may push one version twice, or an older one after a load): vLLM silently reuses a cached adapter
 under a known id, and its prefix cache can serve stale KV entries of an adapter reloaded under the same name
 (vllm#42125). After the new version is loaded the previous one is removed from the engine and its directory
 deleted, so engine memory and disk stay flat however many pushes a run makes.
@@ -61,7 +62,8 @@ class AdapterVersions:
         self._owned: Path | None = None  # directory of the current version, if we wrote it
         self.config: dict | None = None  # the pushed version's adapter config and tensors (ES builds members
         self.tensors: dict | None = None  # around them)
-        self._member_ids = 1 << 30  # ids of extra adapters (members), far from the versions' (version + 1)
+        self._member_ids = 1 << 30  # ids of extra adapters (members), far from the pushes' (1, 2, ...)
+        self._pushes = 1  # the id of the last push (1: the initial adapter's, if any)
         if initial is not None:
             self._serve(self._request_cls("policy-v0", 1, str(initial)), owned=None)
 
@@ -69,11 +71,13 @@ class AdapterVersions:
         """Write version ``version`` of the adapter, load it, then drop the previous version."""
         from rlreason.models.info import write_adapter
 
-        directory = self.root / f"v{version}"
+        self._pushes += 1
+        directory = self.root / f"v{version}-{self._pushes}"
         directory.mkdir(parents=True, exist_ok=False)
         try:
             write_adapter(directory, config, tensors)
-            self._serve(self._request_cls(f"policy-v{version}", version + 1, str(directory)), owned=directory)
+            self._serve(self._request_cls(f"policy-v{version}-{self._pushes}", self._pushes, str(directory)),
+                        owned=directory)
             self.config, self.tensors = config, tensors
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
