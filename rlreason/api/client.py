@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import numbers
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -69,8 +70,8 @@ class Client:
                            "serve the weights from before it: call sync() first")
         problems = [self._problem(i, p) for i, p in enumerate(prompts)]
         spec = sampling_spec(self.cfg, n, temperature)
-        spec = type(spec)(n, max_tokens or spec.max_tokens, spec.temperature, spec.top_p if top_p is None else top_p,
-                          spec.ignore_eos, spec.episode, tuple(stop or ()))
+        spec = type(spec)(n, spec.max_tokens if max_tokens is None else max_tokens, spec.temperature,
+                          spec.top_p if top_p is None else top_p, spec.ignore_eos, spec.episode, tuple(stop or ()))
         if n < 1 or spec.max_tokens < 1:
             raise APIError(f"sample: n and max_tokens must be >= 1 (got n={n}, max_tokens={spec.max_tokens})")
         for i, p in enumerate(problems):
@@ -85,8 +86,8 @@ class Client:
             return prompt
         if isinstance(prompt, str):
             return Problem(f"api-{i}", prompt, None, "")
-        if isinstance(prompt, (list, tuple)) and all(isinstance(t, int) for t in prompt):
-            return Problem(f"api-{i}", "", None, "", meta={"prompt_ids": list(prompt)})
+        if isinstance(prompt, (list, tuple)) and all(isinstance(t, numbers.Integral) for t in prompt):
+            return Problem(f"api-{i}", "", None, "", meta={"prompt_ids": [int(t) for t in prompt]})
         raise APIError(f"prompts[{i}]: a string, a list of token ids or a Problem, got {type(prompt).__name__}")
 
     def _check_prompt(self, i: int, problem: Problem, max_tokens: int) -> None:
@@ -123,7 +124,8 @@ class Client:
                          loss_config: dict | None = None) -> Result:
         """The loss of ``batch`` and its gradient, added to the gradient accumulated since the last
         ``optim_step``. ``loss``: a Tinker loss name (cross_entropy, importance_sampling, ppo, cispo: sums over
-        tokens), any registered algorithm's name (its loss, normalised as ``rlreason train`` does), or a function
+        tokens), any registered algorithm's name, also as ``algorithm:NAME`` where Tinker has the name (its loss,
+        normalised as ``rlreason train`` does), or a function
         ``LossInputs -> loss | (loss, metrics)`` (it runs in the learners)."""
         return self._call("forward_backward", batch, loss, loss_config, backward=True)
 
