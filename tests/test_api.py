@@ -150,3 +150,7 @@ def test_bad_input_gets_one_clear_error_and_the_run_stays_usable(rl, tmp_path):
         rl.sample(["1+1="])
     assert rl.sync() == version + 2 and served() == pytest.approx(at_save, abs=1e-4)
     assert rl.sync() == version + 2  # (nothing new: nothing pushed)
+    rl.load("here", optimizer=False)  # the weights alone: Adam starts afresh, and trains on
+    assert rl.sync() == version + 3 and served() == pytest.approx(at_save, abs=1e-4)
+    rl.forward_backward(good)
+    assert rl.optim_step()["version"] == version + 4

@@ -203,8 +203,9 @@ class Client:
         tmp.rename(final)
         return str(final)
 
-    def load(self, name: str) -> int:
-        """Restore a state ``save`` wrote (``sync`` then serves it). Returns its version."""
+    def load(self, name: str, optimizer: bool = True) -> int:
+        """Restore a state ``save`` wrote (``sync`` then serves it); ``optimizer=False``: the weights (and schedule)
+        alone, Adam's moments start afresh. Returns its version."""
         import ray
 
         _check_name(name)
@@ -214,6 +215,8 @@ class Client:
             raise APIError(f"load: no saved state {name!r} in {self.run_dir / 'saved'} (saved: "
                            f"{', '.join(have) or 'none'})")
         version = ray.get(self.ctx.learner.load_checkpoint.remote(str(path.resolve())))
+        if not optimizer:
+            ray.get(self.ctx.learner.forget_optimizer.remote())
         self._loaded = name
         return version
 

@@ -184,7 +184,7 @@ class TinkerServer:
 
         def load() -> dict:
             try:
-                self.backend.load(parts[2])
+                self.backend.load(parts[2], optimizer=bool(body.get("optimizer", True)))
             except BaseException:
                 if created:
                     self.model_id = None

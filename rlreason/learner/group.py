@@ -14,7 +14,8 @@ from __future__ import annotations
 import socket
 
 ALL_RANKS = frozenset({"train_step", "load_checkpoint", "set_anchor", "new_phase", "batch_loss", "es_step",
-                       "forward_backward", "optim_step", "advance_version"})  # (the primitive API's too)
+                       "forward_backward", "optim_step", "advance_version",
+                       "forget_optimizer"})  # (the primitive API's too)
 
 
 class _Call:

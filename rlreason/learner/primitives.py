@@ -105,6 +105,10 @@ class Primitives:
         self.version += 1
         return PrimitiveResult(metrics=sums, version=self.version)
 
+    def forget_optimizer(self) -> None:
+        """A fresh optimizer state (Adam's moments), for a load of the weights alone."""
+        self.optimizer.state.clear()
+
     def advance_version(self, above: int) -> int:
         """Number the policy above ``above`` (the newest version the engines were given), so a restored state
         is served as new weights: an engine ignores a push not newer than what it serves (a revived worker's)."""
