@@ -120,6 +120,7 @@ def test_bad_input_gets_one_clear_error_and_the_run_stays_usable(rl, tmp_path):
         "unknown loss 'grop'": lambda: rl.forward_backward(good, loss="grop"),
         "loss_config.clip_eps": lambda: rl.forward_backward(good, loss="grpo", loss_config={"clip_eps": "wide"}),
         "there is no gradient to apply": lambda: rl.optim_step(),
+        "lr must be >= 0": lambda: rl.optim_step(lr=-1e-3),
         "prompts[0]: token id": lambda: rl.sample([[1, 10**6]]),
         "exceed model.max_model_len": lambda: rl.sample(["1+1="], max_tokens=10_000),
         "no saved state 'nothing'": lambda: rl.load("nothing"),
@@ -154,3 +155,28 @@ def test_bad_input_gets_one_clear_error_and_the_run_stays_usable(rl, tmp_path):
     assert rl.sync() == version + 3 and served() == pytest.approx(at_save, abs=1e-4)
     rl.forward_backward(good)
     assert rl.optim_step()["version"] == version + 4
+
+
+def test_a_state_loaded_after_a_worker_was_revived_is_what_the_engines_serve(rl):
+    """A revived rollout worker is given the learner's weights of then, which the client never synced: a later
+    load + sync must still reach it (it ignores a push that is not newer than what it serves)."""
+    import os
+
+    import ray
+
+    probe = rl.tokenizer.encode("2+2=")
+
+    def served() -> list[float]:
+        return rl.sample([probe], n=1, max_tokens=4, temperature=0.0)[0][0].logprobs
+
+    rl.sync()
+    at_save = served()
+    rl.save("before")
+    datum = Datum.from_sample(rl.sample([probe], n=1, max_tokens=4)[0][0], 1.0)
+    rl.forward_backward([datum])
+    rl.optim_step(lr=0.05)  # not synced
+    os.kill(ray.get(rl.ctx.workers[0].pid.remote()), 9)
+    assert served() != pytest.approx(at_save, abs=1e-3)  # the revived engine serves the unsynced weights
+    rl.load("before")
+    rl.sync()
+    assert served() == pytest.approx(at_save, abs=1e-4)

@@ -164,6 +164,10 @@ class Client:
         (``grad_norm``, ``lr``, ``version``), also written to the run's metrics.jsonl."""
         import ray
 
+        negative = [k for k, v in (("lr", lr), ("max_grad_norm", max_grad_norm), ("eps", eps),
+                                   ("weight_decay", weight_decay)) if v is not None and v < 0]
+        if negative:
+            raise APIError(f"optim_step: {negative[0]} must be >= 0 (None: the recipe's value)")
         out = ray.get(self.ctx.learner.optim_step.remote(lr, beta1, beta2, eps, weight_decay, max_grad_norm))
         if out.error is not None:
             raise APIError(f"optim_step: {out.error}")
@@ -179,9 +183,11 @@ class Client:
         from rlreason.controller import push_weights
 
         version = ray.get(self.ctx.learner.get_version.remote())
-        if version != self.version or self._loaded is not None:  # (the same weights as served: nothing to push)
-            if self._loaded is not None and version <= self.version:  # an older state: new to the engines
-                version = ray.get(self.ctx.learner.advance_version.remote(self.version))
+        # (a rollout worker revived meanwhile serves the learner's weights of then: ask the engines themselves)
+        newest = max([self.version, *ray.get([w.get_version.remote() for w in self.ctx.workers])])
+        if version != newest or self._loaded is not None:  # (the weights served already: nothing to push)
+            if self._loaded is not None and version <= newest:  # a restored state: new to the engines
+                version = ray.get(self.ctx.learner.advance_version.remote(newest))
             push_weights(self.ctx)
         self.version, self._loaded = version, None
         return self.version
@@ -214,6 +220,7 @@ class Client:
             have = sorted(p.name for p in (self.run_dir / "saved").glob("*") if not p.name.startswith("."))
             raise APIError(f"load: no saved state {name!r} in {self.run_dir / 'saved'} (saved: "
                            f"{', '.join(have) or 'none'})")
+        self._loaded = name  # (before the call: an interrupted load may still have happened in the learner)
         version = ray.get(self.ctx.learner.load_checkpoint.remote(str(path.resolve())))
         if not optimizer:
             ray.get(self.ctx.learner.forget_optimizer.remote())

@@ -103,9 +103,7 @@ class TinkerServer:
         self.samplers: dict[str, str | None] = {}  # sampling session -> its tinker path (None: base model)
         self.sampler_paths: set[str] = set()
         self.futures: dict[str, cf.Future] = {}
-        self.steps = 0
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self.steps, self._ids, self._lock = 0, itertools.count(1), threading.Lock()  # (steps: weight changes)
 
     # -- futures ---------------------------------------------------------------------------------------------
     def register(self, future: cf.Future) -> str:
@@ -185,6 +183,7 @@ class TinkerServer:
         def load() -> dict:
             try:
                 self.backend.load(parts[2], optimizer=bool(body.get("optimizer", True)))
+                self.steps += 1  # (the weights are no longer the base model's)
             except BaseException:
                 if created:
                     self.model_id = None

@@ -87,7 +87,9 @@ class Primitives:
             return PrimitiveResult(error="optim_step before any forward_backward: there is no gradient to apply",
                                    version=self.version)
         t = self.cfg.train
-        for group, scheduled in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+        sched = self.scheduler  # (each group's scheduled rate now: a continual phase's groups included)
+        rates = [base * f(sched.last_epoch) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
+        for group, scheduled in zip(self.optimizer.param_groups, rates):
             group["lr"] = scheduled if lr is None else lr
             group["betas"] = (t.beta1 if beta1 is None else beta1, t.beta2 if beta2 is None else beta2)
             group["eps"] = 1e-8 if eps is None else eps  # (AdamW's default, as the learner builds it)
