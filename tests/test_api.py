@@ -40,6 +40,18 @@ def test_a_grpo_loop_on_the_primitives_reproduces_rlreason_train(tmp_path, overr
     assert len({round(x["grad_norm"], 6) for x in looped}) == 3  # (the weights moved: three different steps)
 
 
+def test_the_docs_show_the_shipped_loop_as_it_is():
+    import inspect
+    import re
+    from pathlib import Path
+
+    from rlreason.api.grpo_loop import grpo
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "primitives.md").read_text()
+    assert re.search(r"```python\n(def grpo\(.*?)```", page, re.S).group(1) == inspect.getsource(grpo)
+    assert len(inspect.getsource(grpo).splitlines()) <= 30
+
+
 @pytest.fixture(scope="module")
 def rl(tmp_path_factory):
     here = tmp_path_factory.mktemp("api")
@@ -107,7 +119,11 @@ def test_bad_input_gets_one_clear_error_and_the_run_stays_usable(rl, tmp_path):
     good = [Datum.from_sample(s, 1.0) for s in sample]
     start = _logprobs(rl, good[0])
     bad = {
-        "outside the model's vocabulary": lambda: rl.forward_backward([Datum([1, 2, rl.vocab_size])]),
+        "outside the model's vocabulary": lambda: rl.forward_backward([Datum([1, 2, rl.vocab_size])],
+                                                                      loss="cross_entropy"),
+        "targets[.advantages.]: a value is NaN or inf": lambda: rl.forward_backward(
+            [Datum([1, 2, 3], {"advantages": [0, 1, math.inf], "logprobs": [0, 0, 0]})]),
+        "tokens: numbers only": lambda: rl.forward_backward([Datum([1, 2.5, 3])], loss="cross_entropy"),
         "targets['weights']: 2 values": lambda: rl.forward_backward([Datum([1, 2, 3], {"weights": [0, 1]})],
                                                                      loss="cross_entropy"),
         "unknown key": lambda: rl.forward_backward([Datum([1, 2, 3], {"weight": [0, 1, 1]})], loss="cross_entropy"),

@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from rlreason.api.records import APIError, Datum, Result, Sample, check_datum
+from rlreason.api.records import TARGETS, APIError, Datum, Result, Sample, check_datum, check_values, rows
 from rlreason.recipe import RunConfig
 from rlreason.types import Problem
 
@@ -74,8 +74,7 @@ class Client:
                           spec.top_p if top_p is None else top_p, spec.ignore_eos, spec.episode, tuple(stop or ()))
         if n < 1 or spec.max_tokens < 1:
             raise APIError(f"sample: n and max_tokens must be >= 1 (got n={n}, max_tokens={spec.max_tokens})")
-        for i, p in enumerate(problems):
-            self._check_prompt(i, p, spec.max_tokens)
+        self._check_prompts(problems, spec.max_tokens)
         self._calls += 1
         reseed_engines(self.ctx, self._calls if seed is None else seed, "rollout" if seed is not None else "api")
         return [[Sample(c.prompt_ids, c.completion_ids, c.logprobs, c.text, c.finish_reason, c.policy_version)
@@ -90,19 +89,20 @@ class Client:
             return Problem(f"api-{i}", "", None, "", meta={"prompt_ids": [int(t) for t in prompt]})
         raise APIError(f"prompts[{i}]: a string, a list of token ids or a Problem, got {type(prompt).__name__}")
 
-    def _check_prompt(self, i: int, problem: Problem, max_tokens: int) -> None:
+    def _check_prompts(self, problems: list[Problem], max_tokens: int) -> None:
+        """APIError for the first prompt with no tokens, a token outside the vocabulary, or too long for
+        ``model.max_model_len`` with ``max_tokens`` (counted here, as the engines will encode them)."""
         from rlreason.controller import prompt_lengths
 
-        ids = problem.meta.get("prompt_ids")
-        if ids is not None:
-            bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
-            if bad is not None or not ids:
-                raise APIError(f"prompts[{i}]: {'no tokens' if not ids else f'token id {bad} is outside the '}"
-                               f"{'' if not ids else f'vocabulary (0..{self.vocab_size - 1})'}")
-        length = prompt_lengths(self.ctx, [problem])[0]
-        if length + max_tokens > self.cfg.model.max_model_len:
-            raise APIError(f"prompts[{i}]: {length} prompt tokens + max_tokens {max_tokens} exceed "
-                           f"model.max_model_len {self.cfg.model.max_model_len}")
+        for i, (problem, length) in enumerate(zip(problems, prompt_lengths(self.ctx, problems))):
+            ids = problem.meta.get("prompt_ids")
+            bad = next((t for t in ids if not 0 <= t < self.vocab_size), None) if ids is not None else None
+            if ids is not None and (bad is not None or not ids):
+                raise APIError(f"prompts[{i}]: no tokens" if not ids else f"prompts[{i}]: token id {bad} is outside "
+                               f"the vocabulary (0..{self.vocab_size - 1})")
+            if length + max_tokens > self.cfg.model.max_model_len:
+                raise APIError(f"prompts[{i}]: {length} prompt tokens + max_tokens {max_tokens} exceed "
+                               f"model.max_model_len {self.cfg.model.max_model_len}")
 
     def problems(self) -> Iterator[Problem]:
         """The recipe's training problems (``tasks.train``), endless, as ``rlreason train`` draws them."""
@@ -147,8 +147,9 @@ class Client:
         except ValueError as e:
             raise APIError(str(e)) from None
         for i, datum in enumerate(batch):
-            check_datum(i, datum, self.vocab_size, self.cfg.model.max_model_len, getattr(fn, "requires", ()))
-        out = ray.get(self.ctx.learner.forward_backward.remote(datum_batch(batch), cloudpickle.dumps(fn), backward))
+            check_datum(i, datum, self.cfg.model.max_model_len, getattr(fn, "requires", ()))
+        data = datum_batch(batch, self.vocab_size)
+        out = ray.get(self.ctx.learner.forward_backward.remote(data, cloudpickle.dumps(fn), backward))
         if out.error is not None:
             raise APIError(f"{method}: {out.error}")
         rows = out.logprobs
@@ -248,35 +249,36 @@ class Client:
         self.close()
 
 
-def datum_batch(batch: list[Datum]):
-    """Checked datums -> the learner's padded ``DatumBatch``."""
+def datum_batch(batch: list[Datum], vocab: int):
+    """Datums checked for form -> the learner's padded ``DatumBatch`` (built with NumPy, the values checked on the
+    whole batch at once: APIError for a token outside the vocabulary or a NaN/inf target)."""
+    import numpy as np
     import torch
 
     from rlreason.types import DatumBatch, TrainBatch
 
-    b, width = len(batch), max(len(d.tokens) for d in batch)
-
-    def grid(key: str, default: float = 0.0, fill=None) -> torch.Tensor:
-        out = torch.zeros((b, width), dtype=torch.float32)
+    lengths = [len(d.tokens) for d in batch]
+    ids = rows(batch, lambda d: d.tokens, np.int64, "tokens")
+    grids = {key: rows(batch, lambda d, k=key: d.targets.get(k), np.float32, f"targets[{key!r}]")
+             for key in TARGETS if any(key in d.targets for d in batch)}
+    check_values(ids, lengths, vocab, grids)
+    if "mask" not in grids or not all("mask" in d.targets for d in batch):  # (default: all but position 0)
+        mask = (np.arange(ids.shape[1])[None, :] < np.asarray(lengths)[:, None]).astype(np.float32)
+        mask[:, 0] = 0.0
         for i, d in enumerate(batch):
-            values = d.targets.get(key, fill(d) if fill else [default] * len(d.tokens))
-            out[i, :len(values)] = torch.tensor(values, dtype=torch.float32)
-        return out
-
-    ids = torch.zeros((b, width), dtype=torch.long)
-    attention = torch.zeros((b, width), dtype=torch.long)
-    for i, d in enumerate(batch):
-        ids[i, :len(d.tokens)] = torch.tensor(d.tokens)
-        attention[i, :len(d.tokens)] = 1
-    mask = grid("mask", fill=lambda d: [0.0] + [1.0] * (len(d.tokens) - 1))
+            if "mask" in d.targets:
+                mask[i] = grids["mask"][i]
+        grids["mask"] = mask
+    t = {key: torch.from_numpy(grid) for key, grid in grids.items()}
+    attention = (torch.arange(ids.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
     first_free = 1 + max((d.group for d in batch if d.group is not None), default=-1)  # (implicit: a group each)
     groups = torch.tensor([first_free + i if d.group is None else d.group for i, d in enumerate(batch)],
                           dtype=torch.long)
-    train = TrainBatch(input_ids=ids, attention_mask=attention, loss_mask=mask, rollout_logprobs=grid("logprobs"),
-                       rewards=torch.zeros(b), group_ids=groups, policy_version=torch.zeros(b, dtype=torch.long))
-    has = {key: any(key in d.targets for d in batch) for key in ("weights", "old_logprobs")}
-    return DatumBatch(train, grid("advantages"), grid("weights") if has["weights"] else None,
-                      grid("old_logprobs") if has["old_logprobs"] else None)
+    zeros = torch.zeros(ids.shape, dtype=torch.float32)
+    train = TrainBatch(input_ids=torch.from_numpy(ids), attention_mask=attention, loss_mask=t["mask"],
+                       rollout_logprobs=t.get("logprobs", zeros), rewards=torch.zeros(len(batch)), group_ids=groups,
+                       policy_version=torch.zeros(len(batch), dtype=torch.long))
+    return DatumBatch(train, t.get("advantages", zeros), t.get("weights"), t.get("old_logprobs"))
 
 
 def _hold(path: Path):

@@ -1,4 +1,4 @@
-"""GRPO written on the primitive API: the loop of ``rlreason train`` (sync, one optimizer step a step) in ~30
+"""GRPO written on the primitive API: the loop of ``rlreason train`` (sync, one optimizer step a step) in twenty
 lines. On the same recipe and seed it computes the same numbers (tests/test_api.py checks that).
 
     python -m rlreason.api.grpo_loop [RECIPE] [section.field=value ...]

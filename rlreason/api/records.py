@@ -3,7 +3,6 @@ error every call raises for bad input (the run stays usable)."""
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -60,18 +59,15 @@ class Result:
     metrics: dict[str, float]
 
 
-def check_datum(i: int, datum, vocab: int, max_len: int, requires: tuple[str, ...] = ()) -> None:
-    """APIError naming ``batch[i]``'s first problem: not a Datum, no tokens, a token outside the vocabulary, too
-    long for the model, an unknown target, one the loss ``requires`` missing, a target of the wrong length or
-    with a non-finite value, a group that is not an integer."""
+def check_datum(i: int, datum, max_len: int, requires: tuple[str, ...] = ()) -> None:
+    """APIError naming ``batch[i]``'s first problem of form: not a Datum, too few or too many tokens, an unknown
+    target, one the loss ``requires`` missing, a target of the wrong length, a group that is not an integer. (The
+    values, token ids in the vocabulary and finite targets, are checked on the padded batch: ``check_values``.)"""
     if not isinstance(datum, Datum):
         raise APIError(f"batch[{i}]: expected rlreason.api.Datum, got {type(datum).__name__}")
     tokens = datum.tokens
     if len(tokens) < 2:
         raise APIError(f"batch[{i}].tokens: at least 2 tokens (position 0 is never trained), got {len(tokens)}")
-    bad = next((t for t in tokens if not isinstance(t, numbers.Integral) or not 0 <= t < vocab), None)
-    if bad is not None:
-        raise APIError(f"batch[{i}].tokens: token id {bad!r} is outside the model's vocabulary (0..{vocab - 1})")
     if len(tokens) > max_len:
         raise APIError(f"batch[{i}].tokens: {len(tokens)} tokens, over model.max_model_len {max_len}")
     if datum.group is not None and not isinstance(datum.group, numbers.Integral):
@@ -86,6 +82,40 @@ def check_datum(i: int, datum, vocab: int, max_len: int, requires: tuple[str, ..
         if len(values) != len(tokens):
             raise APIError(f"batch[{i}].targets[{key!r}]: {len(values)} values for {len(tokens)} tokens (one per "
                            "token, position t for token t)")
-        if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):
-            raise APIError(f"batch[{i}].targets[{key!r}]: every value is a finite number (found NaN, inf or "
-                           "something else)")
+
+
+def rows(batch: list[Datum], read, dtype, what: str):
+    """[B, T] array of ``read(datum)`` per row (None: zeros), right-padded with 0; APIError naming the row whose
+    values are not numbers of ``dtype``'s kind."""
+    import numpy as np
+
+    out = np.zeros((len(batch), max(len(d.tokens) for d in batch)), dtype=dtype)
+    for i, d in enumerate(batch):
+        values = read(d)
+        if values is None:  # (this datum leaves it out: 0)
+            continue
+        try:
+            row = np.asarray(values)
+            if row.dtype.kind not in ("iu" if dtype == np.int64 else "iuf"):
+                raise TypeError(row.dtype)
+        except (TypeError, ValueError):
+            raise APIError(f"batch[{i}].{what.format(i=i)}: numbers only"
+                           f"{' (integer token ids)' if dtype == np.int64 else ''}") from None
+        out[i, :len(values)] = row
+    return out
+
+
+def check_values(ids, lengths, vocab: int, grids: dict) -> None:
+    """APIError naming the first row with a token id outside the vocabulary, or a target that is NaN or inf."""
+    import numpy as np
+
+    real = np.arange(ids.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    bad = np.flatnonzero(((ids < 0) | (ids >= vocab)).any(1) & real.any(1))
+    if len(bad):
+        i = int(bad[0])
+        token = int(ids[i][(ids[i] < 0) | (ids[i] >= vocab)][0])
+        raise APIError(f"batch[{i}].tokens: token id {token} is outside the model's vocabulary (0..{vocab - 1})")
+    for key, grid in grids.items():
+        bad = np.flatnonzero(~np.isfinite(grid).all(1))
+        if len(bad):
+            raise APIError(f"batch[{int(bad[0])}].targets[{key!r}]: a value is NaN or inf")
